@@ -1,0 +1,337 @@
+//! Writes heap profiles in jemalloc's `heap_v2` text format.
+//!
+//! ```text
+//! heap_v2/<sample period>
+//!   t*: <inuse objs>: <inuse bytes> [<alloc objs>: <alloc bytes>]
+//! # key: value                       (our metadata; jeprof skips such lines)
+//! @ 0x<ret addr> 0x<ret addr> …       (innermost first)
+//!   t*: <inuse objs>: <inuse bytes> [<alloc objs>: <alloc bytes>]
+//! …
+//!
+//! MAPPED_LIBRARIES:
+//! <contents of /proc/self/maps>
+//! ```
+//!
+//! Counts are written as jemalloc ≥ 5.3 writes them (see `sampler::rebias`). The totals line
+//! is the sum of the stack lines of the same snapshot: counters are read once into scratch
+//! memory, then written. Runs with the dump lock held and the thread marked busy; formats into
+//! a fixed buffer and writes with `write(2)`: no allocation.
+
+use core::ffi::{CStr, c_int};
+use core::fmt::Write as _;
+
+use crate::fmt::StackBuf;
+use crate::sampler;
+use crate::stacks::StackTable;
+use crate::sys;
+
+const BUF: usize = 64 * 1024;
+
+/// Buffered writer over a file descriptor; remembers the first error.
+pub struct FdWriter<'a> {
+    fd: c_int,
+    buf: &'a mut [u8; BUF],
+    len: usize,
+    failed: bool,
+}
+
+impl<'a> FdWriter<'a> {
+    pub fn new(fd: c_int, buf: &'a mut [u8; BUF]) -> Self {
+        FdWriter {
+            fd,
+            buf,
+            len: 0,
+            failed: false,
+        }
+    }
+
+    pub fn put(&mut self, mut s: &[u8]) {
+        while !s.is_empty() {
+            if self.len == BUF {
+                self.flush();
+            }
+            let n = s.len().min(BUF - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+            self.len += n;
+            s = &s[n..];
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if !self.failed && !sys::write_all(self.fd, &self.buf[..self.len]) {
+            self.failed = true;
+        }
+        self.len = 0;
+    }
+
+    /// Flushes; true if every write succeeded.
+    pub fn finish(mut self) -> bool {
+        self.flush();
+        !self.failed
+    }
+}
+
+impl core::fmt::Write for FdWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.put(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The buffer dumps format into (lives in the dump lock).
+pub struct DumpBuf(pub [u8; BUF]);
+
+/// What a dump wrote, for the leak summary.
+#[derive(Clone, Copy, Default)]
+pub struct Written {
+    pub stacks: u64,
+    pub inuse_objs: u64,
+    pub inuse_bytes: u64,
+    /// jeprof-scaled estimates of in-use objects and bytes (equal to the written counts in
+    /// exact mode).
+    pub est_objs: f64,
+    pub est_bytes: f64,
+}
+
+/// Per-dump facts written as `# key: value` lines.
+pub struct Meta<'a> {
+    pub kind: &'a str,
+    pub tag: &'a [u8],
+}
+
+#[derive(Clone, Copy)]
+struct Row {
+    id: u32,
+    c: [u64; 4],
+}
+
+/// Writes one profile of `table` to a new file at `path`. `lg_sample` is the sample period's
+/// log2 (0 for exact counts; the mmap space is always exact). Returns what was written, or the
+/// errno of the failed open/write.
+pub fn write_profile(
+    path: &CStr,
+    table: &StackTable,
+    lg_sample: u32,
+    meta: &Meta<'_>,
+    buf: &mut DumpBuf,
+) -> Result<Written, c_int> {
+    // Pass 1: snapshot rebiased counters of every stack with something to say.
+    let cap = table.len() + 64;
+    let bytes = cap * core::mem::size_of::<Row>();
+    let scratch = sys::map_anon(bytes).ok_or(libc::ENOMEM)?;
+    // SAFETY: fresh zeroed mapping of `cap` rows (all-zero is a valid Row), unmapped below.
+    let rows = unsafe { core::slice::from_raw_parts_mut(scratch.cast::<Row>(), cap) };
+    let mut n = 0;
+    let mut total = [0u64; 4];
+    let mut frames = [0usize; crate::config::MAX_DEPTH_LIMIT];
+    let mut w = Written::default();
+    let period = (1u64 << lg_sample) as f64;
+    table.for_each(&mut frames, |id, _, c| {
+        if n == cap || (c.inuse_objs == 0 && c.alloc_objs == 0) {
+            return;
+        }
+        let (io, ib) = sampler::rebias(c.inuse_objs, c.inuse_bytes, lg_sample);
+        let (ao, ab) = sampler::rebias(c.alloc_objs, c.alloc_bytes, lg_sample);
+        if io == 0 && ao == 0 {
+            return;
+        }
+        rows[n] = Row {
+            id,
+            c: [io, ib, ao, ab],
+        };
+        n += 1;
+        for (t, v) in total.iter_mut().zip(rows[n - 1].c) {
+            *t += v;
+        }
+        if io != 0 {
+            w.stacks += 1;
+            let (eo, eb) = sampler::jeprof_scale(io as f64, ib as f64, period);
+            w.est_objs += eo;
+            w.est_bytes += eb;
+        }
+    });
+    w.inuse_objs = total[0];
+    w.inuse_bytes = total[1];
+
+    let result = (|| {
+        let fd = sys::create_exclusive(path)?;
+        let mut out = FdWriter::new(fd, &mut buf.0);
+        let _ = write!(
+            out,
+            "heap_v2/{}\n  t*: {}: {} [{}: {}]\n",
+            1u64 << lg_sample,
+            total[0],
+            total[1],
+            total[2],
+            total[3]
+        );
+        write_meta(&mut out, meta, lg_sample);
+        for r in &rows[..n] {
+            let depth = table.frames(r.id, &mut frames);
+            out.put(b"@");
+            for f in &frames[..depth] {
+                let _ = write!(out, " {f:#x}");
+            }
+            let _ = write!(
+                out,
+                "\n  t*: {}: {} [{}: {}]\n",
+                r.c[0], r.c[1], r.c[2], r.c[3]
+            );
+        }
+        out.put(b"\nMAPPED_LIBRARIES:\n");
+        copy_file(&mut out, c"/proc/self/maps");
+        let ok = out.finish();
+        sys::close(fd);
+        if ok { Ok(w) } else { Err(libc::EIO) }
+    })();
+    // SAFETY: the scratch rows are no longer referenced.
+    unsafe { sys::unmap(scratch, bytes) };
+    result
+}
+
+fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
+    let (sec, nsec) = sys::now_realtime();
+    let _ = write!(
+        out,
+        "# jeprof-preload: {}\n# kind: {}\n# pid: {}\n# time: {}.{:06}\n# sample_period: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        meta.kind,
+        sys::getpid(),
+        sec,
+        nsec / 1000,
+        1u64 << lg_sample
+    );
+    out.put(b"# tag: ");
+    out.put(meta.tag);
+    out.put(b"\n");
+    let mut exe = [0u8; 1024];
+    let n = sys::readlink(c"/proc/self/exe", &mut exe);
+    if n > 0 && !exe[..n].contains(&b'\n') {
+        out.put(b"# exe: ");
+        out.put(&exe[..n]);
+        out.put(b"\n");
+    }
+    let mut statm = [0u8; 256];
+    let n = sys::read_small_file(c"/proc/self/statm", &mut statm);
+    // statm: size resident shared text lib data dt (pages)
+    if let Some(rss_pages) = statm[..n].split(|&c| c == b' ').nth(1).and_then(parse_u64) {
+        let _ = writeln!(out, "# rss_bytes: {}", rss_pages * sys::PAGE as u64);
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |a, d| {
+        a.wrapping_mul(10).wrapping_add((d - b'0') as u64)
+    }))
+}
+
+fn copy_file(out: &mut FdWriter<'_>, path: &CStr) {
+    let Some(fd) = sys::open_read(path) else {
+        return;
+    };
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = sys::read(fd, &mut chunk);
+        if n == 0 {
+            break;
+        }
+        out.put(&chunk[..n]);
+    }
+    sys::close(fd);
+}
+
+/// Builds `<prefix>.<pid>.<seq>.<tag>[.mmap].heap`.
+pub fn file_name(
+    out: &mut StackBuf<600>,
+    prefix: &[u8],
+    pid: i32,
+    seq: u64,
+    tag: &[u8],
+    mmap: bool,
+) {
+    out.clear();
+    out.push(prefix);
+    let _ = write!(out, ".{pid}.{seq}.");
+    out.push(tag);
+    out.push(if mmap { b".mmap.heap" } else { b".heap" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_heap_v2_profile() {
+        let t = StackTable::new();
+        assert!(t.init(16, 4096));
+        let a = t.intern(&[0x1000, 0x2000]);
+        let b = t.intern(&[0x3000]);
+        t.add(a, sampler::OBJ_ONE, 100);
+        t.add(a, sampler::OBJ_ONE, 100);
+        t.add(b, sampler::OBJ_ONE, 7);
+        t.sub(b, sampler::OBJ_ONE, 7);
+        let dir = std::env::temp_dir().join(format!("jeprof-dump-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.heap");
+        let _ = std::fs::remove_file(&path);
+        let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let mut buf = Box::new(DumpBuf([0; BUF]));
+        let w = write_profile(
+            &cpath,
+            &t,
+            0,
+            &Meta {
+                kind: "heap",
+                tag: b"f",
+            },
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!((w.inuse_objs, w.inuse_bytes, w.stacks), (2, 200, 1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("heap_v2/1\n  t*: 2: 200 [3: 207]\n# jeprof-preload: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n@ 0x1000 0x2000\n  t*: 2: 200 [2: 200]\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n@ 0x3000\n  t*: 0: 0 [1: 7]\n"), "{text}");
+        assert!(text.contains("\n# kind: heap\n"));
+        assert!(text.contains("\n\nMAPPED_LIBRARIES:\n"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // O_EXCL: never overwrite.
+        assert_eq!(
+            write_profile(
+                &cpath,
+                &t,
+                0,
+                &Meta {
+                    kind: "heap",
+                    tag: b"f"
+                },
+                &mut buf
+            )
+            .err(),
+            Some(libc::EEXIST)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_files_like_jemalloc() {
+        let mut b = StackBuf::<600>::new();
+        file_name(&mut b, b"/tmp/jeprof", 42, 3, b"i7", false);
+        assert_eq!(b.as_bytes(), b"/tmp/jeprof.42.3.i7.heap");
+        file_name(&mut b, b"x", 1, 0, b"f", true);
+        assert_eq!(b.as_bytes(), b"x.1.0.f.mmap.heap");
+    }
+}

@@ -1,0 +1,58 @@
+//! `libjeprof_preload.so`: a heap profiler loaded with `LD_PRELOAD` into any Linux process.
+//!
+//! It interposes the malloc family and mmap/munmap/mremap, samples allocations by bytes
+//! (a Poisson process with jemalloc's semantics, or every allocation when asked), records
+//! their call stacks, tracks which sampled blocks are still live, and writes jemalloc
+//! `heap_v2` profiles at exit and on triggers. Configuration: `JEPROF_CONF`.
+//!
+//! Hard rules for everything reachable from a hook (see DESIGN.md): no allocation from the
+//! process allocator, a per-thread reentrancy guard, errno preserved, no global lock on the
+//! fast path, no signal handlers for faults, failures degrade to one stderr line.
+//!
+//! Modules, from the outside in:
+//! - `hooks`: the exported symbols, thin shims; `real`: the next definitions and the
+//!   bootstrap arena; `thread`: initial-exec per-thread state (C shim).
+//! - `profiler`: sampling slow paths, mapping events, dumps, fork handling.
+//! - `sampler` (math), `stacks` (lock-free stack table), `live` (live sampled blocks),
+//!   `mmaps` (mapped ranges), `unwind` (call stacks), `dump` (heap_v2 writer),
+//!   `config` (`JEPROF_CONF`).
+//! - `sys`, `fmt`, `sync`: OS calls, allocation-free formatting, a spin lock.
+
+pub mod config;
+pub mod dump;
+pub mod fmt;
+pub mod hooks;
+pub mod live;
+pub mod mmaps;
+pub mod profiler;
+pub mod real;
+pub mod sampler;
+pub mod stacks;
+pub mod sync;
+pub mod sys;
+pub mod thread;
+pub mod unwind;
+
+#[cfg_attr(test, allow(dead_code))]
+/// Library constructor: resolve the real functions and start profiling before `main`.
+extern "C" fn on_load() {
+    profiler::init();
+}
+
+#[cfg_attr(test, allow(dead_code))]
+/// Library destructor: the final dump. Runs from `_dl_fini` after the program's atexit
+/// handlers, whichever way the process exits normally (return from main, `exit()` from any
+/// thread).
+extern "C" fn on_unload() {
+    profiler::at_exit();
+}
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = on_load;
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static FINI: extern "C" fn() = on_unload;

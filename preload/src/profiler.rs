@@ -1,0 +1,484 @@
+//! The profiler proper: what happens when an allocation is sampled, when a sampled block is
+//! freed, when a mapping changes, and when a profile is dumped.
+//!
+//! The hot path lives in `hooks.rs` and reads top to bottom:
+//! `malloc → real malloc → countdown -= size → (≤ 0?) → sample()` here:
+//! `unwind → intern stack → add weight → record live block`. Everything here runs with the
+//! thread marked busy (nested hooks forward), saves and restores `errno`, never allocates from
+//! the process allocator and never holds a lock while calling into host code.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::config::{Config, MAX_DEPTH_LIMIT};
+use crate::dump::{self, DumpBuf, Meta};
+use crate::fmt::StackBuf;
+use crate::live::{Block, LiveTable, MAX_STACK_ID};
+use crate::mmaps::MAPS;
+use crate::sampler;
+use crate::stacks::StackTable;
+use crate::sync::SpinLock;
+use crate::thread::{self, Busy, ThreadState};
+use crate::{real, sys, unwind};
+
+/// Heap stacks and their counters.
+pub static HEAP: StackTable = StackTable::new();
+/// Mapping stacks (mmap space) and their counters.
+pub static MAPPED: StackTable = StackTable::new();
+/// Live sampled heap blocks.
+pub static LIVE: LiveTable = LiveTable::new();
+
+/// Set once everything is initialized and the configuration says to profile.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Mapping tracking on (`prof_mmap`).
+pub static TRACK_MMAP: AtomicBool = AtomicBool::new(false);
+static LG_SAMPLE: AtomicU32 = AtomicU32::new(19);
+
+/// Written once by `init` before `ACTIVE` is published, read-only afterwards.
+struct ConfigCell(UnsafeCell<Config>);
+// SAFETY: written only by `init` on one thread before ACTIVE is set with Release; every
+// reader first observes ACTIVE with Acquire (or runs in that same thread).
+unsafe impl Sync for ConfigCell {}
+static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(Config::default()));
+
+fn config() -> &'static Config {
+    // SAFETY: see ConfigCell.
+    unsafe { &*CONFIG.0.get() }
+}
+
+/// Serializes dumps; holds the format buffer and the per-process sequence numbers.
+struct DumpState {
+    buf: DumpBuf,
+    seq: u64,
+    interval_n: u64,
+    manual_n: u64,
+    gdump_n: u64,
+    final_done: bool,
+}
+
+static DUMP: SpinLock<DumpState> = SpinLock::new(DumpState {
+    buf: DumpBuf([0; 64 * 1024]),
+    seq: 0,
+    interval_n: 0,
+    manual_n: 0,
+    gdump_n: 0,
+    final_done: false,
+});
+
+/// Bytes allocated process-wide, counted at sample events (for `lg_prof_interval`).
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+static NEXT_INTERVAL: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Unbiased in-use bytes of sampled blocks, and the high-water mark that last caused a dump.
+static INUSE: AtomicU64 = AtomicU64::new(0);
+static HIGH_WATER: AtomicU64 = AtomicU64::new(0);
+static LIVE_FULL_SAID: AtomicBool = AtomicBool::new(false);
+
+/// One-time start-up, from the library constructor (or the first hook before it).
+pub fn init() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if !real::resolve_all() {
+        sys::say(&[
+            b"cannot find the real malloc/free (dlsym RTLD_NEXT failed); profiling disabled",
+        ]);
+        return;
+    }
+    let _busy = Busy::enter();
+    if sys::is_secure() {
+        return; // setuid/setgid: stay passive, write nothing
+    }
+    // SAFETY: single-threaded start-up, before ACTIVE is published (see ConfigCell).
+    let cfg = unsafe { &mut *CONFIG.0.get() };
+    if let Some(text) = sys::getenv(c"JEPROF_CONF") {
+        cfg.apply(text, &mut |entry, why| {
+            sys::say(&[b"JEPROF_CONF: ignoring '", entry, b"': ", why.as_bytes()]);
+        });
+    }
+    if !cfg.enabled {
+        return;
+    }
+    // Address space only; pages become resident as stacks are added.
+    if !HEAP.init(1 << 18, 1 << 24) || !MAPPED.init(1 << 14, 1 << 21) {
+        sys::say(&[b"cannot reserve memory for the stack tables; profiling disabled"]);
+        return;
+    }
+    unwind::init();
+    LG_SAMPLE.store(cfg.lg_sample, Ordering::Relaxed);
+    TRACK_MMAP.store(cfg.mmap, Ordering::Relaxed);
+    if cfg.lg_interval >= 0 {
+        NEXT_INTERVAL.store(1u64 << cfg.lg_interval, Ordering::Relaxed);
+    }
+    // SAFETY: registering plain extern "C" functions; they take only our own locks.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    ACTIVE.store(true, Ordering::Release);
+}
+
+/// Whether profiling is on (for tests and the dump trigger).
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+/// Slow path of every allocating hook: the countdown reached zero. Decides whether this
+/// allocation (already made: `ptr`, `size`) is a sample, and records it.
+#[cold]
+#[inline(never)]
+pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize) {
+    let saved = sys::errno();
+    let _busy = Busy::enter();
+    if !ACTIVE.load(Ordering::Acquire) {
+        // Not profiling (not yet, or never): keep this thread off the slow path. A thread that
+        // allocated before start-up finished re-checks after this many bytes.
+        t.bytes_until_sample
+            .set(if real::resolved() { i64::MAX } else { 1 << 20 });
+        return;
+    }
+    let lg = LG_SAMPLE.load(Ordering::Relaxed);
+    if t.rng.get() == 0 {
+        // First allocation of this thread: draw its first countdown; this allocation is
+        // sampled only if it crosses it.
+        let mut rng = sampler::seed(
+            sys::gettid() as u64,
+            sys::now_monotonic_ns(),
+            t as *const _ as u64,
+        );
+        let wait = sampler::next_wait(&mut rng, lg);
+        t.rng.set(rng);
+        t.last_wait.set(wait as u64);
+        let left = wait - size.min(i64::MAX as usize) as i64;
+        t.bytes_until_sample.set(left);
+        if left > 0 || (lg != 0 && size == 0) {
+            sys::set_errno(saved);
+            return;
+        }
+    }
+    let allocated = t
+        .last_wait
+        .get()
+        .wrapping_sub(t.bytes_until_sample.get() as u64);
+    let mut rng = t.rng.get();
+    let wait = sampler::next_wait(&mut rng, lg);
+    t.rng.set(rng);
+    t.last_wait.set(wait as u64);
+    t.bytes_until_sample.set(wait);
+    if !ptr.is_null() {
+        record(ptr as usize, size as u64, lg);
+    }
+    count_allocated(allocated);
+    sys::set_errno(saved);
+}
+
+fn record(addr: usize, size: u64, lg: u32) {
+    let size = size.min((1 << 40) - 1);
+    let mut frames = [0usize; MAX_DEPTH_LIMIT];
+    let n = unwind::backtrace(&mut frames[..config().max_depth]);
+    let id = HEAP.intern(&frames[..n]);
+    if id == 0 || id > MAX_STACK_ID {
+        return;
+    }
+    let (objs, bytes) = sampler::weight(size, lg);
+    HEAP.add(id, objs, bytes);
+    if LIVE.insert(addr, Block { stack: id, size }) {
+        let now = INUSE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if config().gdump && now > HIGH_WATER.load(Ordering::Relaxed) {
+            gdump(now);
+        }
+    } else {
+        HEAP.sub(id, objs, bytes);
+        if !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
+            sys::say(&[b"out of memory for the live-block table; some blocks are not tracked"]);
+        }
+    }
+}
+
+/// Slow path of `free`/`realloc` for a pointer that may be a live sample: forget it and take
+/// its weight off its stack. Returns what was recorded, for `realloc` failure recovery.
+#[cold]
+#[inline(never)]
+pub fn forget(addr: usize) -> Option<Block> {
+    let saved = sys::errno();
+    let _busy = Busy::enter();
+    let b = LIVE.remove(addr);
+    if let Some(b) = b {
+        let (objs, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
+        HEAP.sub(b.stack, objs, bytes);
+        INUSE.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    sys::set_errno(saved);
+    b
+}
+
+/// Puts back a block that `forget` removed, when the realloc that was to free it failed.
+#[cold]
+pub fn restore(addr: usize, b: Block) {
+    let _busy = Busy::enter();
+    let (objs, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
+    if LIVE.insert(addr, b) {
+        // In-use only: the cumulative counters were charged when the block was first recorded.
+        HEAP.adjust_inuse(b.stack, objs as i64, bytes as i64);
+        INUSE.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+// ---- mappings ---------------------------------------------------------------------------
+
+fn page_round(len: usize) -> usize {
+    len.checked_add(sys::PAGE - 1)
+        .map_or(usize::MAX & !(sys::PAGE - 1), |l| l & !(sys::PAGE - 1))
+}
+
+fn mapped_delta(stack: u32, objs: i64, bytes: i64) {
+    MAPPED.adjust_inuse(stack, objs * sampler::OBJ_ONE as i64, bytes);
+}
+
+/// A successful mmap/mmap64 (or the new range of an mremap).
+#[cold]
+#[inline(never)]
+pub fn on_map(addr: usize, len: usize, prot: i32) {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    let saved = sys::errno();
+    let _busy = Busy::enter();
+    let end = addr.saturating_add(page_round(len));
+    if prot == libc::PROT_NONE {
+        // A reservation (or a decommit with MAP_FIXED|PROT_NONE): not memory in use.
+        MAPS.lock().unmap(addr, end, &mut mapped_delta);
+    } else {
+        let mut frames = [0usize; MAX_DEPTH_LIMIT];
+        let n = unwind::backtrace(&mut frames[..config().max_depth]);
+        let id = MAPPED.intern(&frames[..n]);
+        let bytes = end - addr;
+        MAPPED.adjust_alloc(id, sampler::OBJ_ONE, bytes as u64);
+        let ok = MAPS.lock().map(addr, end, id, &mut mapped_delta);
+        if !ok && !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
+            sys::say(&[b"out of memory for the mapping table; some mappings are not tracked"]);
+        }
+    }
+    sys::set_errno(saved);
+}
+
+/// Before munmap (or the old range of an mremap): the range stops being in use.
+#[cold]
+#[inline(never)]
+pub fn on_unmap(addr: usize, len: usize) {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    let saved = sys::errno();
+    let _busy = Busy::enter();
+    MAPS.lock().unmap(
+        addr,
+        addr.saturating_add(page_round(len)),
+        &mut mapped_delta,
+    );
+    sys::set_errno(saved);
+}
+
+// ---- dumps ------------------------------------------------------------------------------
+
+fn count_allocated(bytes: u64) {
+    let next = NEXT_INTERVAL.load(Ordering::Relaxed);
+    if next == u64::MAX {
+        return;
+    }
+    let now = ALLOCATED.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    if now >= next {
+        let step = 1u64 << config().lg_interval;
+        let new_next = (now / step + 1) * step;
+        if NEXT_INTERVAL
+            .compare_exchange(next, new_next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            dump_now(Trigger::Interval, false);
+        }
+    }
+}
+
+fn gdump(now: u64) {
+    // A new high-water mark; dump only when it beats the last one by a sample period, so that
+    // a plateau does not produce a file per allocation.
+    let hw = HIGH_WATER.load(Ordering::Relaxed);
+    let step = config().sample_period().max(1 << 20);
+    if now >= hw.saturating_add(step)
+        && HIGH_WATER
+            .compare_exchange(hw, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        dump_now(Trigger::HighWater, false);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Final,
+    Interval,
+    HighWater,
+    Manual,
+}
+
+/// Writes the heap profile (and the mmap profile, if tracked) now. A dump already in progress
+/// on another thread makes this one a no-op unless `wait` is set.
+pub fn dump_now(trigger: Trigger, wait: bool) {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    let saved = sys::errno();
+    let _busy = Busy::enter();
+    let mut st = if wait {
+        DUMP.lock()
+    } else {
+        match DUMP.try_lock() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+    if st.final_done {
+        return;
+    }
+    let mut tag = StackBuf::<24>::new();
+    {
+        use core::fmt::Write as _;
+        let _ = match trigger {
+            Trigger::Final => write!(tag, "f"),
+            Trigger::Interval => {
+                st.interval_n += 1;
+                write!(tag, "i{}", st.interval_n - 1)
+            }
+            Trigger::HighWater => {
+                st.gdump_n += 1;
+                write!(tag, "u{}", st.gdump_n - 1)
+            }
+            Trigger::Manual => {
+                st.manual_n += 1;
+                write!(tag, "m{}", st.manual_n - 1)
+            }
+        };
+    }
+    let cfg = config();
+    let pid = sys::getpid();
+    let seq = st.seq;
+    st.seq += 1;
+    let mut name = StackBuf::<600>::new();
+    dump::file_name(&mut name, cfg.prefix(), pid, seq, tag.as_bytes(), false);
+    let lg = LG_SAMPLE.load(Ordering::Relaxed);
+    let meta = Meta {
+        kind: "heap",
+        tag: tag.as_bytes(),
+    };
+    let written = match name.as_cstr() {
+        Some(path) => match dump::write_profile(path, &HEAP, lg, &meta, &mut st.buf) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                report_write_error(name.as_bytes(), e);
+                None
+            }
+        },
+        None => None,
+    };
+    if TRACK_MMAP.load(Ordering::Relaxed) {
+        let mut mname = StackBuf::<600>::new();
+        dump::file_name(&mut mname, cfg.prefix(), pid, seq, tag.as_bytes(), true);
+        let meta = Meta {
+            kind: "mmap",
+            tag: tag.as_bytes(),
+        };
+        if let Some(path) = mname.as_cstr()
+            && let Err(e) = dump::write_profile(path, &MAPPED, 0, &meta, &mut st.buf)
+            && written.is_some()
+        {
+            report_write_error(mname.as_bytes(), e);
+        }
+    }
+    if trigger == Trigger::Final {
+        st.final_done = true;
+        if cfg.leak
+            && let Some(w) = written
+        {
+            leak_summary(&w, name.as_bytes());
+        }
+    }
+    drop(st);
+    sys::set_errno(saved);
+}
+
+fn report_write_error(path: &[u8], errno: i32) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let mut msg = StackBuf::<64>::new();
+    // SAFETY: strerror returns a pointer to a static (or thread-local) NUL-terminated string.
+    let s = unsafe { core::ffi::CStr::from_ptr(libc::strerror(errno)) };
+    msg.push(s.to_bytes());
+    sys::say(&[b"cannot write profile ", path, b": ", msg.as_bytes()]);
+}
+
+fn leak_summary(w: &dump::Written, path: &[u8]) {
+    use core::fmt::Write as _;
+    let mut line = StackBuf::<200>::new();
+    let exact = LG_SAMPLE.load(Ordering::Relaxed) == 0;
+    let approx = if exact { "" } else { "~" };
+    let _ = write!(
+        line,
+        "Leak summary: {approx}{} bytes in {approx}{} objects still in use, from {} stacks; profile: ",
+        w.est_bytes.round() as u64,
+        w.est_objs.round() as u64,
+        w.stacks
+    );
+    sys::say(&[line.as_bytes(), path]);
+}
+
+/// The final dump, from the library destructor.
+pub fn at_exit() {
+    if config().final_dump {
+        dump_now(Trigger::Final, true);
+    }
+}
+
+// ---- fork -------------------------------------------------------------------------------
+
+extern "C" fn fork_prepare() {
+    let _busy = Busy::enter();
+    DUMP.raw_lock();
+    MAPS.raw_lock();
+    LIVE.lock_all();
+}
+
+extern "C" fn fork_parent() {
+    LIVE.unlock_all();
+    // SAFETY: taken in fork_prepare by this thread.
+    unsafe {
+        MAPS.force_unlock();
+        DUMP.force_unlock();
+    }
+}
+
+extern "C" fn fork_child() {
+    LIVE.unlock_all();
+    // SAFETY: the child has only this thread, which took the locks in fork_prepare.
+    unsafe {
+        MAPS.force_unlock();
+        DUMP.force_unlock();
+    }
+    // The child writes its own files under its own pid, numbered from 0.
+    let mut st = DUMP.lock();
+    st.seq = 0;
+    st.interval_n = 0;
+    st.manual_n = 0;
+    st.gdump_n = 0;
+}
+
+/// Whether the calling thread is inside the profiler (hooks forward then).
+#[inline(always)]
+pub fn busy(t: &ThreadState) -> bool {
+    t.busy.get() != 0
+}
+
+/// Convenience for hooks that need the state only to test `busy`.
+#[inline(always)]
+pub fn thread_busy() -> bool {
+    busy(thread::current())
+}

@@ -1,0 +1,219 @@
+//! Every contact with the operating system, in one place.
+//!
+//! Runs inside malloc hooks: nothing here allocates from the process allocator. Memory
+//! comes from raw `mmap` system calls (not the `mmap` symbol, which this library
+//! interposes), files are written with `write(2)`, and text is formatted into
+//! caller-provided buffers.
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+
+/// Page size assumed for rounding our own mappings; the kernel's real one is never smaller on
+/// the platforms we support, and larger pages only make our rounding conservative.
+pub const PAGE: usize = 4096;
+
+/// Maps `len` bytes of zeroed, private, anonymous memory, reserving no swap: pages cost RSS
+/// only once touched. Returns `None` if the kernel refuses.
+pub fn map_anon(len: usize) -> Option<*mut u8> {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address cannot alias any
+    // existing Rust object; failure is reported through the return value.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            core::ptr::null_mut::<c_void>(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1 as c_int,
+            0usize,
+        )
+    };
+    if p < 0 || p as usize == usize::MAX {
+        None
+    } else {
+        Some(p as usize as *mut u8)
+    }
+}
+
+/// Returns memory obtained from [`map_anon`].
+///
+/// # Safety
+/// `ptr..ptr+len` must be a mapping made by `map_anon` that nothing references any more.
+pub unsafe fn unmap(ptr: *mut u8, len: usize) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        libc::syscall(libc::SYS_munmap, ptr, len);
+    }
+}
+
+/// The thread's `errno`.
+pub fn errno() -> c_int {
+    // SAFETY: __errno_location always returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(v: c_int) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = v }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: a system call without arguments; the raw call avoids any libc caching, so the
+    // child of a fork sees its own pid.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+pub fn gettid() -> i32 {
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Wall-clock time as (seconds, nanoseconds) since the epoch.
+pub fn now_realtime() -> (i64, i64) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec, ts.tv_nsec)
+}
+
+/// Monotonic nanoseconds, for seeding and time-based intervals.
+pub fn now_monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// True for setuid/setgid (and similar) processes: the profiler must stay passive there.
+pub fn is_secure() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// An environment variable, read in place (getenv does not allocate).
+pub fn getenv(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv returns NULL or a pointer into the environment block, which lives for
+    // the whole process unless the program itself edits that variable.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: non-null result of getenv is a NUL-terminated string.
+        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+    }
+}
+
+/// Writes all of `buf` to `fd`, retrying on EINTR and short writes. Returns false on error.
+pub fn write_all(fd: c_int, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid readable slice.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if n == 0 {
+            return false;
+        }
+        buf = &buf[n as usize..];
+    }
+    true
+}
+
+/// Creates a new file for a dump: `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode 0600, and makes
+/// sure the descriptor is above 2 so that a process that closed stdio cannot have its output
+/// mixed with ours. Returns the descriptor or the errno.
+pub fn create_exclusive(path: &CStr) -> Result<c_int, c_int> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    if fd > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: duplicating a descriptor we own.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    let err = errno();
+    close(fd);
+    if high < 0 { Err(err) } else { Ok(high) }
+}
+
+pub fn open_read(path: &CStr) -> Option<c_int> {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    (fd >= 0).then_some(fd)
+}
+
+/// Reads into `buf`, retrying on EINTR. Returns 0 at end of file or on error.
+pub fn read(fd: c_int, buf: &mut [u8]) -> usize {
+    loop {
+        // SAFETY: `buf` is a valid writable slice.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return if n < 0 { 0 } else { n as usize };
+    }
+}
+
+/// Reads a whole small file (e.g. `/proc/self/statm`) into `buf`; returns the bytes read.
+pub fn read_small_file(path: &CStr, buf: &mut [u8]) -> usize {
+    let Some(fd) = open_read(path) else { return 0 };
+    let mut len = 0;
+    while len < buf.len() {
+        let n = read(fd, &mut buf[len..]);
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    close(fd);
+    len
+}
+
+pub fn close(fd: c_int) {
+    // SAFETY: closing a descriptor this module opened.
+    unsafe { libc::close(fd) };
+}
+
+pub fn rename(from: &CStr, to: &CStr) -> bool {
+    // SAFETY: both paths are NUL-terminated.
+    unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 }
+}
+
+pub fn unlink(path: &CStr) {
+    // SAFETY: `path` is NUL-terminated.
+    unsafe { libc::unlink(path.as_ptr()) };
+}
+
+/// `readlink(2)` into `buf`; returns the length written (0 on failure).
+pub fn readlink(path: &CStr, buf: &mut [u8]) -> usize {
+    // SAFETY: `buf` is writable for its length, `path` NUL-terminated.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr() as *mut c_char, buf.len()) };
+    if n < 0 { 0 } else { n as usize }
+}
+
+pub fn sched_yield() {
+    // SAFETY: no arguments, no memory effects.
+    unsafe { libc::sched_yield() };
+}
+
+/// Writes one line to stderr, prefixed `<jeprof>: `. Never allocates.
+pub fn say(parts: &[&[u8]]) {
+    let mut line = crate::fmt::StackBuf::<512>::new();
+    line.push(b"<jeprof>: ");
+    for p in parts {
+        line.push(p);
+    }
+    line.push(b"\n");
+    write_all(2, line.as_bytes());
+}

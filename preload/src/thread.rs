@@ -1,0 +1,59 @@
+//! The calling thread's profiler state, in initial-exec TLS defined by `thread_state.c`.
+//!
+//! Reading it is a call to a two-instruction C function: no `__tls_get_addr`, no allocation,
+//! valid from the first instruction of a thread to the last (TLS destructors included), so
+//! there is no "destroyed" state to handle: a thread in teardown is profiled normally.
+//! Fields are `Cell`s: hooks can re-enter (the real allocator may call a hooked function), so
+//! the state is only ever reached through shared references.
+
+use core::cell::Cell;
+
+#[repr(C)]
+pub struct ThreadState {
+    /// Bytes left until the next sample; the fast path subtracts and tests the sign.
+    pub bytes_until_sample: Cell<i64>,
+    /// xorshift64* state; 0 means the thread has not drawn its first countdown yet.
+    pub rng: Cell<u64>,
+    /// Non-zero while this thread runs profiler code or the real allocator: hooks entered
+    /// in that state only forward.
+    pub busy: Cell<u32>,
+    pub flags: Cell<u32>,
+    /// The countdown value last drawn (to count allocated bytes between samples).
+    pub last_wait: Cell<u64>,
+}
+
+unsafe extern "C" {
+    fn jeprof_thread_state() -> *const ThreadState;
+}
+
+/// The calling thread's state.
+#[inline(always)]
+pub fn current() -> &'static ThreadState {
+    // SAFETY: the C function returns this thread's own TLS block (layout-compatible: the C
+    // struct has the same fields in the same order), valid for the thread's whole lifetime and
+    // never touched by another thread; all fields are Cells, so shared references suffice.
+    unsafe { &*jeprof_thread_state() }
+}
+
+/// Marks the thread busy for the lifetime of the guard, so that allocations made by code
+/// we call (the unwinder, libc) are forwarded untouched.
+pub struct Busy {
+    prev: u32,
+}
+
+impl Busy {
+    #[inline]
+    pub fn enter() -> Self {
+        let t = current();
+        let prev = t.busy.get();
+        t.busy.set(prev + 1);
+        Busy { prev }
+    }
+}
+
+impl Drop for Busy {
+    #[inline]
+    fn drop(&mut self) {
+        current().busy.set(self.prev);
+    }
+}

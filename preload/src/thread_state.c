@@ -1,0 +1,27 @@
+/* Per-thread state of the profiler, in initial-exec TLS.
+ *
+ * The library is loaded with LD_PRELOAD, so its TLS block is part of the static TLS
+ * area: reading it is one %fs-relative load, never a call into the dynamic loader,
+ * never an allocation. The block lives as long as the thread's stack/TCB, i.e. it is
+ * still valid while TLS destructors of other libraries run during thread exit, so
+ * allocations made during teardown are profiled like any other.
+ *
+ * Layout must match `ThreadState` in src/thread.rs.
+ */
+#include <stdint.h>
+
+struct jeprof_thread_state {
+    int64_t bytes_until_sample; /* countdown; <= 0 sends the next allocation to the slow path */
+    uint64_t rng;               /* xorshift state; 0 = not yet seeded */
+    uint32_t busy;              /* reentrancy depth: non-zero while inside the profiler */
+    uint32_t flags;
+    uint64_t last_wait;         /* countdown value last drawn */
+};
+
+static __thread struct jeprof_thread_state jeprof_tls
+    __attribute__((tls_model("initial-exec"), aligned(64)));
+
+__attribute__((visibility("hidden")))
+struct jeprof_thread_state *jeprof_thread_state(void) {
+    return &jeprof_tls;
+}
