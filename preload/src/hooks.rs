@@ -1,10 +1,10 @@
 //! The exported functions: thin shims over the real allocator, one per name we interpose.
 //!
-//! Each hook: forward to the real function (found by `real.rs`), and, unless this thread is
-//! already inside the profiler, subtract the size from the thread's countdown; only when it
-//! reaches zero does anything else happen (`profiler::sample`). Frees ask the live table with
-//! a read-only probe. Before the real functions are known, allocations come from the
-//! bootstrap arena. Symbols are exported only outside `cfg(test)`, so unit tests do not
+//! Each allocating hook forwards to the real function (found by `real.rs`) and subtracts the
+//! size from the thread's countdown; only when it reaches zero does anything else happen
+//! (`profiler::sample`). `free` asks the live table's filter (one byte load, no TLS) and
+//! tail-calls the real free. Before the real functions are known, allocations come from the
+//! bootstrap arena, whose blocks are marked in the filter so that `free` can recognize them. Symbols are exported only outside `cfg(test)`, so unit tests do not
 //! replace their own malloc.
 
 use core::ffi::{c_int, c_void};
@@ -30,64 +30,48 @@ macro_rules! real_fn {
     }};
 }
 
-#[inline(always)]
-fn clamp(size: usize) -> i64 {
-    size.min(i64::MAX as usize) as i64
-}
-
 /// Charges `size` bytes of a new block `p` to the countdown; samples when it runs out.
+///
+/// No reentrancy check is needed here: while the profiler itself runs on this thread, the
+/// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
 #[inline(always)]
-fn account(t: &thread::ThreadState, p: *mut c_void, size: usize) {
-    let left = t.bytes_until_sample.get() - clamp(size);
+fn account(p: *mut c_void, size: usize) {
+    let t = thread::current();
+    // A size above i64::MAX cannot have been allocated; wrapping makes it a no-op.
+    let left = t.bytes_until_sample.get().wrapping_sub(size as i64);
     t.bytes_until_sample.set(left);
     if left <= 0 {
         profiler::sample(t, p, size);
     }
 }
 
-/// Runs `f` with the thread marked busy, so that whatever the real allocator calls (mmap
-/// for a jemalloc or tcmalloc underneath) is not mistaken for the program's own calls.
-macro_rules! busy {
-    ($t:expr, $e:expr) => {{
-        $t.busy.set($t.busy.get() + 1);
-        let r = $e;
-        $t.busy.set($t.busy.get() - 1);
-        r
-    }};
-}
-
+/// Before the real functions are known: start up, and if we are inside that start-up
+/// (dlsym allocating), serve from the bootstrap arena.
 #[cold]
-fn early_alloc(size: usize, align: usize) -> *mut c_void {
+fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
     profiler::init();
-    if real::MALLOC.get().is_null() {
-        // Inside dlsym during start-up (or no allocator at all): the bootstrap arena.
-        return real::bootstrap_alloc(size, align);
+    if real::resolved() && !real::MALLOC.get().is_null() {
+        return None;
     }
-    core::ptr::null_mut()
+    let p = real::bootstrap_alloc(size, align);
+    if !p.is_null() {
+        LIVE.filter_add(p as usize); // so that free() takes the slow path and ignores it
+    }
+    Some(p)
 }
 
 /// # Safety
 /// C `malloc` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let f = real::MALLOC.get();
-    if f.is_null() {
-        let p = early_alloc(size, 16);
-        if real::MALLOC.get().is_null() {
-            return p;
-        }
-        // SAFETY: same contract, now that the real functions are known.
-        return unsafe { malloc(size) };
+    if real::MALLOC.get().is_null()
+        && let Some(p) = early_alloc(size, 16)
+    {
+        return p;
     }
-    let f = real_fn!(real::MALLOC, MallocFn);
-    let t = thread::current();
-    if t.busy.get() != 0 {
-        // SAFETY: forwarding the caller's arguments to the real malloc.
-        return unsafe { f(size) };
-    }
-    // SAFETY: as above.
-    let p = busy!(t, unsafe { f(size) });
-    account(t, p, size);
+    // SAFETY: forwarding the caller's arguments to the real malloc.
+    let p = unsafe { real_fn!(real::MALLOC, MallocFn)(size) };
+    account(p, size);
     p
 }
 
@@ -95,19 +79,17 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// C `free` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() || real::in_bootstrap(p) {
+    if p.is_null() {
         return;
     }
-    if real::FREE.get().is_null() {
-        return; // cannot happen for a pointer we did not hand out; leak rather than crash
+    if LIVE.filter_hit(p as usize) && profiler::free_slow(p as usize) {
+        return; // a bootstrap block: not the real allocator's
     }
-    let f = real_fn!(real::FREE, FreeFn);
-    let t = thread::current();
-    if t.busy.get() == 0 && LIVE.may_contain(p as usize) {
-        profiler::forget(p as usize);
+    if real::FREE.get().is_null() {
+        return; // no allocator to return it to; leak rather than crash
     }
     // SAFETY: forwarding to the real free.
-    busy!(t, unsafe { f(p) })
+    unsafe { real_fn!(real::FREE, FreeFn)(p) }
 }
 
 /// # Safety
@@ -118,23 +100,14 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
         crate::sys::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
     };
-    if real::CALLOC.get().is_null() {
-        let p = early_alloc(size, 16);
-        if real::CALLOC.get().is_null() {
-            return p; // bootstrap memory is zeroed
-        }
-        // SAFETY: same contract, now resolved.
-        return unsafe { calloc(n, m) };
-    }
-    let f = real_fn!(real::CALLOC, CallocFn);
-    let t = thread::current();
-    if t.busy.get() != 0 {
-        // SAFETY: forwarding.
-        return unsafe { f(n, m) };
+    if real::CALLOC.get().is_null()
+        && let Some(p) = early_alloc(size, 16)
+    {
+        return p; // bootstrap memory is zeroed
     }
     // SAFETY: forwarding.
-    let p = busy!(t, unsafe { f(n, m) });
-    account(t, p, size);
+    let p = unsafe { real_fn!(real::CALLOC, CallocFn)(n, m) };
+    account(p, size);
     p
 }
 
@@ -146,34 +119,27 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         // SAFETY: realloc(NULL, n) is malloc(n).
         return unsafe { malloc(size) };
     }
-    if real::in_bootstrap(p) {
-        // SAFETY: moving a bootstrap block into the real heap; the old block stays valid.
-        let q = unsafe { malloc(size) };
-        if !q.is_null() {
-            let n = real::bootstrap_size(p).min(size);
-            // SAFETY: both blocks are at least `n` bytes and distinct.
-            unsafe { core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), n) };
+    let mut old = None;
+    if LIVE.filter_hit(p as usize) {
+        if real::in_bootstrap(p) {
+            // SAFETY: moving a bootstrap block into the real heap; the old block stays valid.
+            let q = unsafe { malloc(size) };
+            if !q.is_null() {
+                let n = real::bootstrap_size(p).min(size);
+                // SAFETY: both blocks are at least `n` bytes and distinct.
+                unsafe { core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), n) };
+            }
+            return q;
         }
-        return q;
+        // The old block leaves the live table before the real realloc can free it, so that
+        // no other thread can be handed the same address while it is still recorded.
+        old = profiler::forget(p as usize);
     }
     if real::REALLOC.get().is_null() {
         return core::ptr::null_mut();
     }
-    let f = real_fn!(real::REALLOC, ReallocFn);
-    let t = thread::current();
-    if t.busy.get() != 0 {
-        // SAFETY: forwarding.
-        return unsafe { f(p, size) };
-    }
-    // The old block leaves the live table before the real realloc can free it (so that no
-    // other thread can be handed the same address while it is still recorded).
-    let old = if LIVE.may_contain(p as usize) {
-        profiler::forget(p as usize)
-    } else {
-        None
-    };
     // SAFETY: forwarding.
-    let q = busy!(t, unsafe { f(p, size) });
+    let q = unsafe { real_fn!(real::REALLOC, ReallocFn)(p, size) };
     if q.is_null() {
         if size != 0
             && let Some(b) = old
@@ -182,7 +148,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         }
         return q;
     }
-    account(t, q, size);
+    account(q, size);
     q
 }
 
@@ -208,8 +174,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
         if !align.is_power_of_two() || align < core::mem::size_of::<usize>() {
             return libc::EINVAL;
         }
-        let p = early_alloc(size, align);
-        if real::POSIX_MEMALIGN.get().is_null() {
+        if let Some(p) = early_alloc(size, align) {
             if p.is_null() {
                 return libc::ENOMEM;
             }
@@ -217,20 +182,12 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
             unsafe { *out = p };
             return 0;
         }
-        // SAFETY: same contract, now resolved.
-        return unsafe { posix_memalign(out, align, size) };
-    }
-    let f = real_fn!(real::POSIX_MEMALIGN, PosixMemalignFn);
-    let t = thread::current();
-    if t.busy.get() != 0 {
-        // SAFETY: forwarding.
-        return unsafe { f(out, align, size) };
     }
     // SAFETY: forwarding.
-    let r = busy!(t, unsafe { f(out, align, size) });
+    let r = unsafe { real_fn!(real::POSIX_MEMALIGN, PosixMemalignFn)(out, align, size) };
     if r == 0 {
         // SAFETY: on success the real function stored the block in `*out`.
-        account(t, unsafe { *out }, size);
+        account(unsafe { *out }, size);
     }
     r
 }
@@ -243,19 +200,13 @@ fn aligned(
     size: usize,
     call: impl FnOnce(AlignFn) -> *mut c_void,
 ) -> *mut c_void {
-    if slot.get().is_null() {
-        let p = early_alloc(size, align);
-        if slot.get().is_null() {
-            return p;
-        }
+    if slot.get().is_null()
+        && let Some(p) = early_alloc(size, align)
+    {
+        return p;
     }
-    let f = real_fn!(slot, AlignFn);
-    let t = thread::current();
-    if t.busy.get() != 0 {
-        return call(f);
-    }
-    let p = busy!(t, call(f));
-    account(t, p, size);
+    let p = call(real_fn!(slot, AlignFn));
+    account(p, size);
     p
 }
 
@@ -359,7 +310,7 @@ fn mmap_common(
     if t.busy.get() != 0 || !profiler::TRACK_MMAP.load(core::sync::atomic::Ordering::Relaxed) {
         return call();
     }
-    let p = busy!(t, call());
+    let p = call();
     if p != libc::MAP_FAILED {
         profiler::on_map(p as usize, len, prot);
     }
@@ -409,7 +360,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
         return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
     }
     // SAFETY: forwarding.
-    busy!(t, unsafe { real_fn!(real::MUNMAP, MunmapFn)(addr, len) })
+    unsafe { real_fn!(real::MUNMAP, MunmapFn)(addr, len) }
 }
 
 /// # Safety
@@ -444,7 +395,7 @@ pub unsafe extern "C" fn mremap(
         return call();
     }
     profiler::on_unmap(old as usize, old_len);
-    let q = busy!(t, call());
+    let q = call();
     if q != libc::MAP_FAILED {
         profiler::on_map(q as usize, new_len, libc::PROT_READ);
     } else {

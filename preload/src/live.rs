@@ -1,53 +1,62 @@
-//! The table of live sampled blocks: address → (stack id, size).
+//! The table of live sampled blocks: address → (stack id, size), and the filter in front of it.
 //!
-//! `free` must learn whether a block was sampled. In sampled mode almost none were, so the
-//! question is answered by a read-only probe: no lock, no store, no shared cache line
-//! written. Writers (insert/remove, rare in sampled mode; every call in exact mode) take a
-//! per-shard spin lock, so there is no global lock anywhere.
+//! `free` must learn whether a block was sampled, and in sampled mode almost none were. The
+//! **filter** answers first: 64 Ki one-byte counters indexed by a hash of the address, each
+//! counting the live sampled blocks (and bootstrap blocks) that hash there. A zero means
+//! "certainly not sampled": one byte load from a 64 KiB table that nobody writes on the fast
+//! path, so threads share it read-only in their caches. A non-zero (a sampled block, or a
+//! collision: with n live samples the chance is about n/65536) sends `free` to the table.
+//! Counters saturate at 255 and then stay there (still correct, just less selective). In
+//! exact mode every block is sampled; the filter is filled with 255 once and never updated.
 //!
-//! The address space is split into 256 shards by hash. Each shard is an open-addressing table
-//! with linear probing and backward-shift deletion (no tombstones, so probe lengths stay short
-//! under churn). Readers are protected by a per-shard sequence counter (a seqlock): a writer
-//! makes it odd while it moves entries; a reader that sees it odd or changed falls back to the
-//! locked path. When a shard grows, its old table is not unmapped (a concurrent reader may still
-//! be reading it) but its pages are returned to the kernel with `MADV_DONTNEED`: a late reader
-//! reads zeros and its sequence check sends it to the locked path.
+//! The **table** is split into 256 shards by hash, each an open-addressing table with linear
+//! probing and backward-shift deletion (no tombstones, so probes stay short under churn), under
+//! its own spin lock: no global lock anywhere. Tables grow by doubling into fresh memory from
+//! `map_anon`; the old one is unmapped (only lock holders ever read a table).
 //!
 //! Entry: 16 bytes, `key` = address (0 = empty), `val` = stack id (24 bits) | size (40 bits).
 //! At load ≤ 3/4 after growth that is 21–43 bytes per live block.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, fence};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
+const FILTER_BITS: u32 = 16;
 const MIN_SLOTS: usize = 256;
 const SIZE_BITS: u32 = 40;
 const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
 pub const MAX_STACK_ID: u32 = (1 << (64 - SIZE_BITS)) - 1;
+const STUCK: u8 = u8::MAX;
 
-#[repr(C)]
-struct Table {
-    mask: usize,
-    bytes: usize,
-    // followed by (mask + 1) slots
-}
-
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Slot {
-    key: AtomicU64,
-    val: AtomicU64,
+    key: u64,
+    val: u64,
+}
+
+struct Table {
+    slots: *mut Slot,
+    mask: usize,
+    len: usize,
 }
 
 #[repr(C, align(64))]
 struct Shard {
     lock: AtomicBool,
-    seq: AtomicUsize,
-    len: AtomicUsize,
-    table: AtomicPtr<Table>,
+    table: UnsafeCell<Table>,
 }
 
+// SAFETY: `table` is only accessed with `lock` held.
+unsafe impl Sync for Shard {}
+// SAFETY: the table's memory is owned by the shard (a private mapping), not tied to a thread.
+unsafe impl Send for Shard {}
+
 pub struct LiveTable {
+    filter: [AtomicU8; 1 << FILTER_BITS],
     shards: [Shard; SHARDS],
+    len: AtomicUsize,
 }
 
 /// What the table remembers of a sampled block.
@@ -62,27 +71,9 @@ fn hash(addr: usize) -> u64 {
     ((addr as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-fn slots(t: *mut Table) -> *mut Slot {
-    // SAFETY: the slots follow the header in the same mapping.
-    unsafe { t.add(1).cast() }
-}
-
-fn slot<'a>(t: *mut Table, i: usize) -> &'a Slot {
-    // SAFETY: callers mask `i` with the table's own mask; tables are never unmapped.
-    unsafe { &*slots(t).add(i) }
-}
-
-fn new_table(n: usize) -> *mut Table {
-    let bytes = core::mem::size_of::<Table>() + n * core::mem::size_of::<Slot>();
-    match crate::sys::map_anon(bytes) {
-        Some(p) => {
-            let t = p.cast::<Table>();
-            // SAFETY: fresh, zeroed, writable mapping large enough for the header.
-            unsafe { t.write(Table { mask: n - 1, bytes }) };
-            t
-        }
-        None => core::ptr::null_mut(),
-    }
+#[inline(always)]
+fn home(h: u64, mask: usize) -> usize {
+    (h >> 8) as usize & mask
 }
 
 fn pack(b: Block) -> u64 {
@@ -96,13 +87,109 @@ fn unpack(v: u64) -> Block {
     }
 }
 
+impl Table {
+    fn slot(&mut self, i: usize) -> &mut Slot {
+        // SAFETY: callers mask `i` with `self.mask`; `slots` has mask + 1 entries.
+        unsafe { &mut *self.slots.add(i) }
+    }
+
+    fn find(&mut self, key: u64, h: u64) -> Option<usize> {
+        if self.slots.is_null() {
+            return None;
+        }
+        let mut i = home(h, self.mask);
+        loop {
+            let k = self.slot(i).key;
+            if k == key {
+                return Some(i);
+            }
+            if k == 0 {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Makes room for one more entry; false if memory ran out.
+    fn reserve(&mut self) -> bool {
+        let cap = if self.slots.is_null() {
+            0
+        } else {
+            self.mask + 1
+        };
+        if (self.len + 1) * 4 <= cap * 3 {
+            return true;
+        }
+        let n = (cap * 2).max(MIN_SLOTS);
+        let Some(mem) = crate::sys::map_anon(n * core::mem::size_of::<Slot>()) else {
+            return false;
+        };
+        let old = Table {
+            slots: self.slots,
+            mask: self.mask,
+            len: self.len,
+        };
+        *self = Table {
+            slots: mem.cast(),
+            mask: n - 1,
+            len: 0,
+        };
+        if !old.slots.is_null() {
+            for i in 0..cap {
+                // SAFETY: i < cap, within the old table.
+                let s = unsafe { *old.slots.add(i) };
+                if s.key != 0 {
+                    self.put(s);
+                }
+            }
+            // SAFETY: the old table was made by map_anon with this size and is no longer
+            // referenced (readers hold the shard lock, which we hold).
+            unsafe { crate::sys::unmap(old.slots.cast(), cap * core::mem::size_of::<Slot>()) };
+        }
+        true
+    }
+
+    fn put(&mut self, s: Slot) {
+        let mut i = home(hash(s.key as usize), self.mask);
+        while self.slot(i).key != 0 {
+            i = (i + 1) & self.mask;
+        }
+        *self.slot(i) = s;
+        self.len += 1;
+    }
+
+    /// Backward-shift deletion of slot `i`.
+    fn delete(&mut self, mut i: usize) {
+        let mask = self.mask;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let s = *self.slot(j);
+            if s.key == 0 {
+                break;
+            }
+            // Entry j may move into the hole at i unless its home lies cyclically in (i, j].
+            let from_home = j.wrapping_sub(home(hash(s.key as usize), mask)) & mask;
+            let from_hole = j.wrapping_sub(i) & mask;
+            if from_home >= from_hole {
+                *self.slot(i) = s;
+                i = j;
+            }
+        }
+        *self.slot(i) = Slot { key: 0, val: 0 };
+        self.len -= 1;
+    }
+}
+
 impl Shard {
     const fn new() -> Self {
         Shard {
             lock: AtomicBool::new(false),
-            seq: AtomicUsize::new(0),
-            len: AtomicUsize::new(0),
-            table: AtomicPtr::new(core::ptr::null_mut()),
+            table: UnsafeCell::new(Table {
+                slots: core::ptr::null_mut(),
+                mask: 0,
+                len: 0,
+            }),
         }
     }
 
@@ -126,101 +213,55 @@ impl Shard {
         self.lock.store(false, Ordering::Release);
     }
 
-    /// Starts a write section (the lock is held).
-    fn write_begin(&self) {
-        self.seq
-            .store(self.seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        fence(Ordering::Release);
-    }
-
-    fn write_end(&self) {
-        self.seq
-            .store(self.seq.load(Ordering::Relaxed) + 1, Ordering::Release);
-    }
-
-    /// Locked: probe for `key` in the current table.
-    fn find(&self, key: u64, h: u64) -> Option<(usize, *mut Table)> {
-        let t = self.table.load(Ordering::Relaxed);
-        if t.is_null() {
-            return None;
-        }
-        // SAFETY: `t` is a live table header.
-        let mask = unsafe { (*t).mask };
-        let mut i = (h >> SHARD_BITS) as usize & mask;
-        loop {
-            let k = slot(t, i).key.load(Ordering::Relaxed);
-            if k == key {
-                return Some((i, t));
-            }
-            if k == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Locked: makes room for one more entry. False if memory ran out.
-    fn reserve(&self) -> bool {
-        let t = self.table.load(Ordering::Relaxed);
-        let len = self.len.load(Ordering::Relaxed);
-        // SAFETY: `t`, when non-null, is a live table header.
-        let cap = if t.is_null() {
-            0
-        } else {
-            unsafe { (*t).mask + 1 }
-        };
-        if (len + 1) * 4 <= cap * 3 {
-            return true;
-        }
-        let n = (cap * 2).max(MIN_SLOTS);
-        let nt = new_table(n);
-        if nt.is_null() {
-            return false;
-        }
-        if !t.is_null() {
-            for i in 0..cap {
-                let s = slot(t, i);
-                let k = s.key.load(Ordering::Relaxed);
-                if k != 0 {
-                    let mut j = (hash(k as usize) >> SHARD_BITS) as usize & (n - 1);
-                    while slot(nt, j).key.load(Ordering::Relaxed) != 0 {
-                        j = (j + 1) & (n - 1);
-                    }
-                    slot(nt, j)
-                        .val
-                        .store(s.val.load(Ordering::Relaxed), Ordering::Relaxed);
-                    slot(nt, j).key.store(k, Ordering::Relaxed);
-                }
-            }
-        }
-        self.write_begin();
-        self.table.store(nt, Ordering::Release);
-        self.write_end();
-        if !t.is_null() {
-            // SAFETY: header of the old table, still mapped.
-            let bytes = unsafe { (*t).bytes };
-            let page = crate::sys::PAGE;
-            // Keep the first page (the header, which a late reader reads for the mask).
-            if bytes > page {
-                // SAFETY: discarding pages of our own private anonymous mapping; readers that
-                // still look at it read zeros, which their sequence check rejects.
-                unsafe {
-                    libc::madvise(
-                        t.cast::<u8>().add(page).cast(),
-                        bytes - page,
-                        libc::MADV_DONTNEED,
-                    )
-                };
-            }
-        }
-        true
+    fn with<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        self.lock();
+        // SAFETY: the lock is held, so this is the only reference to the table.
+        let r = f(unsafe { &mut *self.table.get() });
+        self.unlock();
+        r
     }
 }
 
 impl LiveTable {
     pub const fn new() -> Self {
         LiveTable {
+            filter: [const { AtomicU8::new(0) }; 1 << FILTER_BITS],
             shards: [const { Shard::new() }; SHARDS],
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline(always)]
+    fn filter_slot(&self, addr: usize) -> &AtomicU8 {
+        &self.filter[(hash(addr) >> (64 - FILTER_BITS)) as usize]
+    }
+
+    /// The fast-path question: false means `addr` is certainly not a live sampled (or
+    /// bootstrap) block. Store-free.
+    #[inline(always)]
+    pub fn filter_hit(&self, addr: usize) -> bool {
+        self.filter_slot(addr).load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks `addr` in the filter (insertions, and bootstrap blocks).
+    pub fn filter_add(&self, addr: usize) {
+        let f = self.filter_slot(addr);
+        let _ = f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            (v != STUCK).then_some(v + 1)
+        });
+    }
+
+    fn filter_remove(&self, addr: usize) {
+        let f = self.filter_slot(addr);
+        let _ = f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            (v != STUCK && v != 0).then_some(v - 1)
+        });
+    }
+
+    /// Exact mode: every block is sampled, so every free must consult the table.
+    pub fn saturate_filter(&self) {
+        for f in &self.filter {
+            f.store(STUCK, Ordering::Relaxed);
         }
     }
 
@@ -232,108 +273,37 @@ impl LiveTable {
     /// Records a sampled block. False if the table could not grow (out of memory).
     pub fn insert(&self, addr: usize, b: Block) -> bool {
         let h = hash(addr);
-        let s = self.shard(h);
-        s.lock();
-        let ok = s.reserve();
+        let ok = self.shard(h).with(|t| {
+            let ok = t.reserve();
+            if ok {
+                t.put(Slot {
+                    key: addr as u64,
+                    val: pack(b),
+                });
+            }
+            ok
+        });
         if ok {
-            let t = s.table.load(Ordering::Relaxed);
-            // SAFETY: `reserve` made `t` a live table.
-            let mask = unsafe { (*t).mask };
-            let mut i = (h >> SHARD_BITS) as usize & mask;
-            while slot(t, i).key.load(Ordering::Relaxed) != 0 {
-                i = (i + 1) & mask;
-            }
-            s.write_begin();
-            slot(t, i).val.store(pack(b), Ordering::Relaxed);
-            slot(t, i).key.store(addr as u64, Ordering::Relaxed);
-            s.len
-                .store(s.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            s.write_end();
+            // After the insertion: a free of `addr` can only come after this returns.
+            self.filter_add(addr);
+            self.len.fetch_add(1, Ordering::Relaxed);
         }
-        s.unlock();
         ok
-    }
-
-    /// Lock-free, store-free check: false means `addr` is certainly not a live sampled block
-    /// (given that its insertion happened-before this call, as malloc-then-free guarantees).
-    #[inline(always)]
-    pub fn may_contain(&self, addr: usize) -> bool {
-        let h = hash(addr);
-        let s = self.shard(h);
-        if s.len.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        self.probe_readonly(s, addr, h)
-    }
-
-    #[inline(never)]
-    fn probe_readonly(&self, s: &Shard, addr: usize, h: u64) -> bool {
-        let seq = s.seq.load(Ordering::Acquire);
-        if seq & 1 != 0 {
-            return true;
-        }
-        let t = s.table.load(Ordering::Acquire);
-        if t.is_null() {
-            return s.seq.load(Ordering::Acquire) != seq;
-        }
-        // SAFETY: header pages of tables are never discarded or unmapped.
-        let mask = unsafe { (*t).mask };
-        let mut i = (h >> SHARD_BITS) as usize & mask;
-        let mut found = false;
-        for _ in 0..=mask {
-            let k = slot(t, i).key.load(Ordering::Relaxed);
-            if k == addr as u64 {
-                found = true;
-                break;
-            }
-            if k == 0 {
-                break;
-            }
-            i = (i + 1) & mask;
-        }
-        fence(Ordering::Acquire);
-        found || s.seq.load(Ordering::Relaxed) != seq
     }
 
     /// Removes `addr` if it is a live sampled block and returns what was recorded for it.
     pub fn remove(&self, addr: usize) -> Option<Block> {
         let h = hash(addr);
-        let s = self.shard(h);
-        s.lock();
-        let r = s.find(addr as u64, h).map(|(mut i, t)| {
-            // SAFETY: live table header.
-            let mask = unsafe { (*t).mask };
-            let b = unpack(slot(t, i).val.load(Ordering::Relaxed));
-            s.write_begin();
-            // Backward-shift deletion: pull later entries of the cluster into the hole when
-            // their home position allows it.
-            let mut j = i;
-            loop {
-                j = (j + 1) & mask;
-                let k = slot(t, j).key.load(Ordering::Relaxed);
-                if k == 0 {
-                    break;
-                }
-                let home = (hash(k as usize) >> SHARD_BITS) as usize & mask;
-                // Move j to i if home is not cyclically within (i, j].
-                let dist_home = j.wrapping_sub(home) & mask;
-                let dist_hole = j.wrapping_sub(i) & mask;
-                if dist_home >= dist_hole {
-                    slot(t, i)
-                        .val
-                        .store(slot(t, j).val.load(Ordering::Relaxed), Ordering::Relaxed);
-                    slot(t, i).key.store(k, Ordering::Relaxed);
-                    i = j;
-                }
-            }
-            slot(t, i).key.store(0, Ordering::Relaxed);
-            slot(t, i).val.store(0, Ordering::Relaxed);
-            s.len
-                .store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-            s.write_end();
-            b
+        let r = self.shard(h).with(|t| {
+            let i = t.find(addr as u64, h)?;
+            let b = unpack(t.slot(i).val);
+            t.delete(i);
+            Some(b)
         });
-        s.unlock();
+        if r.is_some() {
+            self.filter_remove(addr);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
         r
     }
 
@@ -353,10 +323,7 @@ impl LiveTable {
 
     /// Number of live sampled blocks.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.len.load(Ordering::Relaxed))
-            .sum()
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -377,12 +344,12 @@ mod tests {
     #[test]
     fn insert_lookup_remove() {
         let t = LiveTable::new();
-        assert!(!t.may_contain(0x1000));
+        assert!(!t.filter_hit(0x1000));
         assert!(t.insert(0x1000, Block { stack: 5, size: 77 }));
-        assert!(t.may_contain(0x1000));
+        assert!(t.filter_hit(0x1000));
         assert_eq!(t.remove(0x1000), Some(Block { stack: 5, size: 77 }));
         assert_eq!(t.remove(0x1000), None);
-        assert!(!t.may_contain(0x1000));
+        assert!(!t.filter_hit(0x1000));
     }
 
     #[test]
@@ -396,23 +363,51 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let addr = ((x >> 20) as usize % 50_000) * 16 + 0x10000;
             if let Some(b) = live.remove(&addr) {
+                assert!(t.filter_hit(addr));
                 assert_eq!(t.remove(addr), Some(b), "round {round}");
             } else {
                 let b = Block {
                     stack: (round % 1000) as u32 + 1,
                     size: round,
                 };
-                assert!(!t.may_contain(addr) || t.remove(addr).is_none());
+                assert_eq!(t.remove(addr), None);
                 assert!(t.insert(addr, b));
                 live.insert(addr, b);
             }
         }
         assert_eq!(t.len(), live.len());
         for (&a, &b) in &live {
-            assert!(t.may_contain(a));
+            assert!(t.filter_hit(a));
             assert_eq!(t.remove(a), Some(b));
         }
         assert!(t.is_empty());
+        assert!(
+            t.filter.iter().all(|f| f.load(Ordering::Relaxed) == 0),
+            "filter drains to zero"
+        );
+    }
+
+    #[test]
+    fn filter_saturates_and_stays_correct() {
+        let t = LiveTable::new();
+        // 300 addresses in the same filter slot: the counter sticks at 255.
+        let target = t.filter_slot(0x1000) as *const AtomicU8;
+        let same: Vec<usize> = (1..40_000_000usize)
+            .map(|i| 0x1000 + i * 16)
+            .filter(|&a| t.filter_slot(a) as *const _ == target)
+            .take(300)
+            .collect();
+        assert_eq!(same.len(), 300);
+        for &a in &same {
+            t.insert(a, Block { stack: 1, size: 1 });
+        }
+        for &a in &same {
+            assert!(t.filter_hit(a));
+            assert!(t.remove(a).is_some());
+        }
+        assert!(t.filter_hit(same[0]), "stuck counters never return to zero");
+        t.saturate_filter();
+        assert!(t.filter_hit(0x5555_0000));
     }
 
     #[test]
@@ -434,7 +429,7 @@ mod tests {
                             );
                         }
                         for i in 0..5000 {
-                            assert!(t.may_contain(base + i * 16));
+                            assert!(t.filter_hit(base + i * 16));
                             assert_eq!(t.remove(base + i * 16).map(|b| b.size), Some(i as u64 + r));
                         }
                     }

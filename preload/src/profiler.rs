@@ -107,6 +107,10 @@ pub fn init() {
     }
     unwind::init();
     LG_SAMPLE.store(cfg.lg_sample, Ordering::Relaxed);
+    if cfg.lg_sample == 0 {
+        LIVE.saturate_filter();
+    }
+    find_allocator();
     TRACK_MMAP.store(cfg.mmap, Ordering::Relaxed);
     if cfg.lg_interval >= 0 {
         NEXT_INTERVAL.store(1u64 << cfg.lg_interval, Ordering::Relaxed);
@@ -126,6 +130,11 @@ pub fn active() -> bool {
 #[cold]
 #[inline(never)]
 pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize) {
+    if t.busy.get() != 0 {
+        return; // an allocation made by the profiler itself (e.g. inside the unwinder)
+    }
+    // Park the countdown while we work, so that nested allocations stay on the fast path.
+    t.bytes_until_sample.set(i64::MAX);
     let saved = sys::errno();
     let _busy = Busy::enter();
     if !ACTIVE.load(Ordering::Acquire) {
@@ -193,6 +202,18 @@ fn record(addr: usize, size: u64, lg: u32) {
     }
 }
 
+/// Slow path of `free` when the filter says the block may be ours. Returns true for a
+/// bootstrap block, which must not reach the real free.
+#[cold]
+#[inline(never)]
+pub fn free_slow(addr: usize) -> bool {
+    if real::in_bootstrap(addr as *mut c_void) {
+        return true;
+    }
+    forget(addr);
+    false
+}
+
 /// Slow path of `free`/`realloc` for a pointer that may be a live sample: forget it and take
 /// its weight off its stack. Returns what was recorded, for `realloc` failure recovery.
 #[cold]
@@ -224,6 +245,39 @@ pub fn restore(addr: usize, b: Block) {
 
 // ---- mappings ---------------------------------------------------------------------------
 
+/// Code range of the allocator under us when it is not glibc (jemalloc, tcmalloc): its own
+/// mmap calls go through our hook, but they are the heap's backing store, not the program's
+/// mappings.
+static ALLOCATOR_LO: AtomicU64 = AtomicU64::new(0);
+static ALLOCATOR_HI: AtomicU64 = AtomicU64::new(0);
+
+fn find_allocator() {
+    let mut info = libc::Dl_info {
+        dli_fname: core::ptr::null(),
+        dli_fbase: core::ptr::null_mut(),
+        dli_sname: core::ptr::null(),
+        dli_saddr: core::ptr::null_mut(),
+    };
+    // SAFETY: dladdr only writes `info`; the address is the real malloc.
+    if unsafe { libc::dladdr(real::MALLOC.get(), &mut info) } == 0 || info.dli_fbase.is_null() {
+        return;
+    }
+    // SAFETY: dli_fname is NUL-terminated when set.
+    let name = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
+    if name.windows(7).any(|w| w == b"libc.so") {
+        return; // glibc maps its arenas through internal calls we never see
+    }
+    // SAFETY: dli_fbase is the load address of the mapped ELF object defining malloc.
+    let (lo, hi) = unsafe { unwind::exec_range(info.dli_fbase as usize) };
+    ALLOCATOR_LO.store(lo as u64, Ordering::Relaxed);
+    ALLOCATOR_HI.store(hi as u64, Ordering::Relaxed);
+}
+
+fn from_allocator(frame: usize) -> bool {
+    (frame as u64) >= ALLOCATOR_LO.load(Ordering::Relaxed)
+        && (frame as u64) < ALLOCATOR_HI.load(Ordering::Relaxed)
+}
+
 fn page_round(len: usize) -> usize {
     len.checked_add(sys::PAGE - 1)
         .map_or(usize::MAX & !(sys::PAGE - 1), |l| l & !(sys::PAGE - 1))
@@ -249,6 +303,10 @@ pub fn on_map(addr: usize, len: usize, prot: i32) {
     } else {
         let mut frames = [0usize; MAX_DEPTH_LIMIT];
         let n = unwind::backtrace(&mut frames[..config().max_depth]);
+        if from_allocator(frames[0]) {
+            sys::set_errno(saved);
+            return;
+        }
         let id = MAPPED.intern(&frames[..n]);
         let bytes = end - addr;
         MAPPED.adjust_alloc(id, sampler::OBJ_ONE, bytes as u64);

@@ -52,7 +52,7 @@ pub fn init() {
 
 /// # Safety
 /// `base` must be the load address of a mapped ELF64 object.
-unsafe fn exec_range(base: usize) -> (usize, usize) {
+pub unsafe fn exec_range(base: usize) -> (usize, usize) {
     // SAFETY: per the contract, the ELF header is readable at `base`.
     let eh = unsafe { &*(base as *const libc::Elf64_Ehdr) };
     let (mut lo, mut hi) = (usize::MAX, 0);
