@@ -247,14 +247,14 @@ impl LiveTable {
     pub fn filter_add(&self, addr: usize) {
         let f = self.filter_slot(addr);
         let _ = f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            (v != STUCK).then_some(v + 1)
+            (v != STUCK).then(|| v + 1)
         });
     }
 
     fn filter_remove(&self, addr: usize) {
         let f = self.filter_slot(addr);
         let _ = f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            (v != STUCK && v != 0).then_some(v - 1)
+            (v != STUCK && v != 0).then(|| v - 1)
         });
     }
 
@@ -394,7 +394,7 @@ mod tests {
         let target = t.filter_slot(0x1000) as *const AtomicU8;
         let same: Vec<usize> = (1..40_000_000usize)
             .map(|i| 0x1000 + i * 16)
-            .filter(|&a| t.filter_slot(a) as *const _ == target)
+            .filter(|&a| std::ptr::eq(t.filter_slot(a), target))
             .take(300)
             .collect();
         assert_eq!(same.len(), 300);
