@@ -14,7 +14,7 @@ use crate::real::{
     self, AlignFn, CallocFn, FreeFn, MallocFn, MmapFn, MunmapFn, PosixMemalignFn, ReallocFn,
     UsableFn,
 };
-use crate::thread;
+use crate::{thread, unwind};
 
 type MremapVarFn = unsafe extern "C" fn(*mut c_void, usize, usize, c_int, ...) -> *mut c_void;
 
@@ -41,7 +41,8 @@ fn account(p: *mut c_void, size: usize) {
     let left = t.bytes_until_sample.get().wrapping_sub(size as i64);
     t.bytes_until_sample.set(left);
     if left <= 0 {
-        profiler::sample(t, p, size);
+        // Captured here, in the hook's own frame, so the walk starts at our caller's caller.
+        profiler::sample(t, p, size, unwind::Regs::capture());
     }
 }
 
@@ -312,7 +313,7 @@ fn mmap_common(
     }
     let p = call();
     if p != libc::MAP_FAILED {
-        profiler::on_map(p as usize, len, prot);
+        profiler::on_map(p as usize, len, prot, unwind::Regs::capture());
     }
     p
 }
@@ -397,11 +398,21 @@ pub unsafe extern "C" fn mremap(
     profiler::on_unmap(old as usize, old_len);
     let q = call();
     if q != libc::MAP_FAILED {
-        profiler::on_map(q as usize, new_len, libc::PROT_READ);
+        profiler::on_map(
+            q as usize,
+            new_len,
+            libc::PROT_READ,
+            unwind::Regs::capture(),
+        );
     } else {
         // The old range is still mapped; it is now attributed to this mremap call.
         let saved = crate::sys::errno();
-        profiler::on_map(old as usize, old_len, libc::PROT_READ);
+        profiler::on_map(
+            old as usize,
+            old_len,
+            libc::PROT_READ,
+            unwind::Regs::capture(),
+        );
         crate::sys::set_errno(saved);
     }
     q

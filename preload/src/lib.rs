@@ -14,10 +14,12 @@
 //!   bootstrap arena; `thread`: initial-exec per-thread state (C shim).
 //! - `profiler`: sampling slow paths, mapping events, dumps, fork handling.
 //! - `sampler` (math), `stacks` (lock-free stack table), `live` (live sampled blocks),
-//!   `mmaps` (mapped ranges), `unwind` (call stacks), `dump` (heap_v2 writer),
+//!   `mmaps` (mapped ranges), `unwind` (call stacks) with `cfi` (DWARF rules), `dump`
+//!   (heap_v2 writer),
 //!   `config` (`JEPROF_CONF`).
 //! - `sys`, `fmt`, `sync`: OS calls, allocation-free formatting, a spin lock.
 
+pub mod cfi;
 pub mod config;
 pub mod dump;
 pub mod fmt;

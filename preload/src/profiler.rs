@@ -9,6 +9,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{Config, MAX_DEPTH_LIMIT};
@@ -129,7 +130,7 @@ pub fn active() -> bool {
 /// allocation (already made: `ptr`, `size`) is a sample, and records it.
 #[cold]
 #[inline(never)]
-pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize) {
+pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs) {
     if t.busy.get() != 0 {
         return; // an allocation made by the profiler itself (e.g. inside the unwinder)
     }
@@ -173,17 +174,17 @@ pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize) {
     t.last_wait.set(wait as u64);
     t.bytes_until_sample.set(wait);
     if !ptr.is_null() {
-        record(ptr as usize, size as u64, lg);
+        record(ptr as usize, size as u64, lg, regs);
     }
     count_allocated(allocated);
     sys::set_errno(saved);
 }
 
-fn record(addr: usize, size: u64, lg: u32) {
+fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     let size = size.min((1 << 40) - 1);
-    let mut frames = [0usize; MAX_DEPTH_LIMIT];
-    let n = unwind::backtrace(&mut frames[..config().max_depth]);
-    let id = HEAP.intern(&frames[..n]);
+    let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
+    let frames = unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth]);
+    let id = HEAP.intern(frames);
     if id == 0 || id > MAX_STACK_ID {
         return;
     }
@@ -290,7 +291,7 @@ fn mapped_delta(stack: u32, objs: i64, bytes: i64) {
 /// A successful mmap/mmap64 (or the new range of an mremap).
 #[cold]
 #[inline(never)]
-pub fn on_map(addr: usize, len: usize, prot: i32) {
+pub fn on_map(addr: usize, len: usize, prot: i32, regs: unwind::Regs) {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
     }
@@ -301,13 +302,13 @@ pub fn on_map(addr: usize, len: usize, prot: i32) {
         // A reservation (or a decommit with MAP_FIXED|PROT_NONE): not memory in use.
         MAPS.lock().unmap(addr, end, &mut mapped_delta);
     } else {
-        let mut frames = [0usize; MAX_DEPTH_LIMIT];
-        let n = unwind::backtrace(&mut frames[..config().max_depth]);
+        let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
+        let frames = unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth]);
         if from_allocator(frames[0]) {
             sys::set_errno(saved);
             return;
         }
-        let id = MAPPED.intern(&frames[..n]);
+        let id = MAPPED.intern(frames);
         let bytes = end - addr;
         MAPPED.adjust_alloc(id, sampler::OBJ_ONE, bytes as u64);
         let ok = MAPS.lock().map(addr, end, id, &mut mapped_delta);

@@ -20,6 +20,10 @@ pub struct ThreadState {
     pub flags: Cell<u32>,
     /// The countdown value last drawn (to count allocated bytes between samples).
     pub last_wait: Cell<u64>,
+    /// The mapping holding this thread's stack (found once; 0 = not yet): every stack read of
+    /// the unwinder is checked against it.
+    pub stack_lo: Cell<usize>,
+    pub stack_hi: Cell<usize>,
 }
 
 unsafe extern "C" {

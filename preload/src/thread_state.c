@@ -16,6 +16,8 @@ struct jeprof_thread_state {
     uint32_t busy;              /* reentrancy depth: non-zero while inside the profiler */
     uint32_t flags;
     uint64_t last_wait;         /* countdown value last drawn */
+    uint64_t stack_lo;          /* this thread's stack mapping, found once (0 = not yet) */
+    uint64_t stack_hi;
 };
 
 static __thread struct jeprof_thread_state jeprof_tls
