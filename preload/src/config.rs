@@ -31,7 +31,9 @@ pub struct Config {
     pub max_depth: usize,
     /// `prof_interval_secs` (ours): dump every N seconds (0 = off).
     pub interval_secs: u64,
-    /// `prof_signal` (ours): signal number that requests a dump (0 = none).
+    /// `prof_signal` (ours): signal number that requests a dump (0 = none). The default,
+    /// 41 (SIGRTMIN+7 on glibc), is used by neither glibc nor HotSpot; the handler is only
+    /// installed if the program has none for it.
     pub signal: i32,
 }
 
@@ -58,7 +60,7 @@ impl Config {
             mmap: true,
             max_depth: 128,
             interval_secs: 0,
-            signal: 0,
+            signal: 41,
         }
     }
 
@@ -193,6 +195,7 @@ mod tests {
         assert!(c.final_dump && !c.leak && c.mmap && c.enabled);
         assert_eq!(c.lg_interval, -1);
         assert_eq!(c.max_depth, 128);
+        assert_eq!(c.signal, 41);
     }
 
     #[test]

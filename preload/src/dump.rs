@@ -97,6 +97,9 @@ pub struct Written {
 pub struct Meta<'a> {
     pub kind: &'a str,
     pub tag: &'a [u8],
+    /// glibc's statistics when it is the allocator: bytes it holds (arena + mmapped chunks),
+    /// bytes in use by the program, bytes free inside its arenas.
+    pub mallinfo: Option<sys::MallInfo2>,
 }
 
 #[derive(Clone, Copy)]
@@ -217,6 +220,16 @@ fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
     if let Some(rss_pages) = statm[..n].split(|&c| c == b' ').nth(1).and_then(parse_u64) {
         let _ = writeln!(out, "# rss_bytes: {}", rss_pages * sys::PAGE as u64);
     }
+    if let Some(m) = &meta.mallinfo {
+        let _ = write!(
+            out,
+            "# allocator: glibc\n# mallinfo_arena_bytes: {}\n# mallinfo_inuse_bytes: {}\n# mallinfo_free_bytes: {}\n# mallinfo_mmap_bytes: {}\n",
+            m.arena + m.hblkhd,
+            m.uordblks + m.hblkhd,
+            m.fordblks,
+            m.hblkhd
+        );
+    }
 }
 
 fn parse_u64(s: &[u8]) -> Option<u64> {
@@ -286,6 +299,12 @@ mod tests {
             &Meta {
                 kind: "heap",
                 tag: b"f",
+                mallinfo: Some(sys::MallInfo2 {
+                    arena: 100,
+                    fordblks: 40,
+                    uordblks: 60,
+                    ..Default::default()
+                }),
             },
             &mut buf,
         )
@@ -302,6 +321,11 @@ mod tests {
         );
         assert!(text.contains("\n@ 0x3000\n  t*: 0: 0 [1: 7]\n"), "{text}");
         assert!(text.contains("\n# kind: heap\n"));
+        assert!(
+            text.contains("\n# mallinfo_arena_bytes: 100\n# mallinfo_inuse_bytes: 60\n# mallinfo_free_bytes: 40\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n# mallinfo_arena_bytes: 100\n# mallinfo_inuse_bytes: 60\n# mallinfo_free_bytes: 40\n"), "{text}");
         assert!(text.contains("\n\nMAPPED_LIBRARIES:\n"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -316,7 +340,8 @@ mod tests {
                 0,
                 &Meta {
                     kind: "heap",
-                    tag: b"f"
+                    tag: b"f",
+                    mallinfo: None
                 },
                 &mut buf
             )

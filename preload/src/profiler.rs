@@ -119,6 +119,77 @@ pub fn init() {
     // SAFETY: registering plain extern "C" functions; they take only our own locks.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
     ACTIVE.store(true, Ordering::Release);
+    start_triggers();
+}
+
+// ---- dumps on a timer and on demand ----------------------------------------------------------
+
+/// Timers whose SIGEV_THREAD callbacks write dumps on a libc-created thread: the periodic
+/// one (`prof_interval_secs`) and a one-shot one that the `prof_signal` handler arms (the
+/// handler itself only calls `timer_settime`, which is async-signal-safe).
+static PERIODIC: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
+static ON_DEMAND: AtomicU64 = AtomicU64::new(0);
+static ON_DEMAND_TIMER: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
+/// Set in a forked child: timers are not inherited, re-create them at the next sample.
+static TRIGGERS_LOST: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn periodic_fired(_: usize) {
+    dump_now(Trigger::Interval, true);
+}
+
+extern "C" fn on_demand_fired(_: usize) {
+    dump_now(Trigger::Manual, true);
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    let saved = sys::errno();
+    // Only an async-signal-safe timer_settime on an already created timer; the pointer was
+    // published before the handler was installed.
+    let t = ON_DEMAND.load(Ordering::Acquire) as *const sys::Timer;
+    if !t.is_null() {
+        // SAFETY: points into ON_DEMAND_TIMER's value, which is never dropped or moved
+        // once set (timers are only ever added).
+        unsafe { (*t).arm(1, 0) };
+    }
+    sys::set_errno(saved);
+}
+
+fn start_triggers() {
+    let cfg = config();
+    if cfg.interval_secs > 0 {
+        let mut p = PERIODIC.lock();
+        if p.is_none() {
+            *p = sys::Timer::new(periodic_fired);
+        }
+        let ns = cfg.interval_secs * 1_000_000_000;
+        if !p.as_ref().is_some_and(|t| t.arm(ns, ns)) {
+            sys::say(&[b"cannot create the prof_interval_secs timer; periodic dumps are off"]);
+        }
+    }
+    if cfg.signal > 0 {
+        let mut t = ON_DEMAND_TIMER.lock();
+        if t.is_none() {
+            *t = sys::Timer::new(on_demand_fired);
+        }
+        match t.as_ref() {
+            Some(timer) => {
+                ON_DEMAND.store(timer as *const sys::Timer as u64, Ordering::Release);
+                // A forked child keeps the parent's handler; installing fails harmlessly then.
+                sys::install_handler(cfg.signal, on_signal);
+            }
+            None => sys::say(&[b"cannot create the on-demand dump timer; prof_signal is off"]),
+        }
+    }
+}
+
+/// In a forked child, before its first sample: timers do not survive fork.
+fn restart_triggers_after_fork() {
+    if TRIGGERS_LOST.swap(false, Ordering::AcqRel) {
+        *PERIODIC.lock() = None;
+        ON_DEMAND.store(0, Ordering::Release);
+        *ON_DEMAND_TIMER.lock() = None;
+        start_triggers();
+    }
 }
 
 /// Whether profiling is on (for tests and the dump trigger).
@@ -144,6 +215,9 @@ pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs
         t.bytes_until_sample
             .set(if real::resolved() { i64::MAX } else { 1 << 20 });
         return;
+    }
+    if TRIGGERS_LOST.load(Ordering::Relaxed) {
+        restart_triggers_after_fork();
     }
     let lg = LG_SAMPLE.load(Ordering::Relaxed);
     if t.rng.get() == 0 {
@@ -250,6 +324,18 @@ pub fn restore(addr: usize, b: Block) {
 /// mmap calls go through our hook, but they are the heap's backing store, not the program's
 /// mappings.
 static ALLOCATOR_LO: AtomicU64 = AtomicU64::new(0);
+static MALLINFO2: AtomicU64 = AtomicU64::new(0);
+
+/// glibc's allocator statistics, when glibc is the allocator under us.
+fn mallinfo() -> Option<sys::MallInfo2> {
+    let f = MALLINFO2.load(Ordering::Relaxed);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: `f` is glibc's mallinfo2, which returns the struct by value and takes no
+    // arguments; it locks glibc's arenas briefly, and no dump runs inside glibc's malloc.
+    Some(unsafe { core::mem::transmute::<u64, extern "C" fn() -> sys::MallInfo2>(f)() })
+}
 static ALLOCATOR_HI: AtomicU64 = AtomicU64::new(0);
 
 fn find_allocator() {
@@ -266,7 +352,12 @@ fn find_allocator() {
     // SAFETY: dli_fname is NUL-terminated when set.
     let name = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
     if name.windows(7).any(|w| w == b"libc.so") {
-        return; // glibc maps its arenas through internal calls we never see
+        // glibc maps its arenas through internal calls we never see; its statistics say how
+        // much it holds beyond what the program uses (the "leak or allocator?" question).
+        // SAFETY: looking up a symbol by name.
+        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"mallinfo2".as_ptr()) };
+        MALLINFO2.store(f as u64, Ordering::Relaxed);
+        return;
     }
     // SAFETY: dli_fbase is the load address of the mapped ELF object defining malloc.
     let (lo, hi) = unsafe { unwind::exec_range(info.dli_fbase as usize) };
@@ -426,6 +517,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) {
     let meta = Meta {
         kind: "heap",
         tag: tag.as_bytes(),
+        mallinfo: mallinfo(),
     };
     let written = match name.as_cstr() {
         Some(path) => match dump::write_profile(path, &HEAP, lg, &meta, &mut st.buf) {
@@ -443,6 +535,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) {
         let meta = Meta {
             kind: "mmap",
             tag: tag.as_bytes(),
+            mallinfo: None,
         };
         if let Some(path) = mname.as_cstr()
             && let Err(e) = dump::write_profile(path, &MAPPED, 0, &meta, &mut st.buf)
@@ -522,6 +615,7 @@ extern "C" fn fork_child() {
         MAPS.force_unlock();
         DUMP.force_unlock();
     }
+    TRIGGERS_LOST.store(true, Ordering::Relaxed);
     // The child writes its own files under its own pid, numbered from 0.
     let mut st = DUMP.lock();
     st.seq = 0;

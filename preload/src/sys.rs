@@ -217,3 +217,97 @@ pub fn say(parts: &[&[u8]]) {
     line.push(b"\n");
     write_all(2, line.as_bytes());
 }
+
+/// glibc's `struct sigevent` with the SIGEV_THREAD members the libc crate does not expose.
+#[repr(C)]
+struct SigEventThread {
+    value: usize,
+    signo: c_int,
+    notify: c_int,
+    function: Option<extern "C" fn(usize)>,
+    attribute: *mut c_void,
+    pad: [u64; 4],
+}
+
+const SIGEV_THREAD: c_int = 2;
+
+/// A POSIX timer whose expirations call `f` on a thread created by libc (SIGEV_THREAD).
+pub struct Timer(libc::timer_t);
+
+// SAFETY: a timer id is a plain handle usable from any thread.
+unsafe impl Send for Timer {}
+// SAFETY: as above; timer_settime may be called concurrently.
+unsafe impl Sync for Timer {}
+
+impl Timer {
+    pub fn new(f: extern "C" fn(usize)) -> Option<Timer> {
+        let mut ev = SigEventThread {
+            value: 0,
+            signo: 0,
+            notify: SIGEV_THREAD,
+            function: Some(f),
+            attribute: core::ptr::null_mut(),
+            pad: [0; 4],
+        };
+        let mut id: libc::timer_t = core::ptr::null_mut();
+        // SAFETY: `ev` has glibc's sigevent layout (64 bytes) for SIGEV_THREAD; `id` is writable.
+        let r = unsafe {
+            libc::timer_create(
+                libc::CLOCK_MONOTONIC,
+                (&mut ev as *mut SigEventThread).cast(),
+                &mut id,
+            )
+        };
+        (r == 0).then_some(Timer(id))
+    }
+
+    /// Arms the timer: first expiry after `first_ns`, then every `period_ns` (0 = once).
+    /// Async-signal-safe.
+    pub fn arm(&self, first_ns: u64, period_ns: u64) -> bool {
+        let ts = |ns: u64| libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+        };
+        let its = libc::itimerspec {
+            it_interval: ts(period_ns),
+            it_value: ts(first_ns),
+        };
+        // SAFETY: a valid timer id and a valid itimerspec.
+        unsafe { libc::timer_settime(self.0, 0, &its, core::ptr::null_mut()) == 0 }
+    }
+}
+
+/// Installs `handler` for `signo` unless the program already handles that signal. Returns
+/// false if it did not install it.
+pub fn install_handler(signo: c_int, handler: extern "C" fn(c_int)) -> bool {
+    // SAFETY: sigaction structs are plain data; we read the old action before replacing it.
+    unsafe {
+        let mut old: libc::sigaction = core::mem::zeroed();
+        if libc::sigaction(signo, core::ptr::null(), &mut old) != 0
+            || old.sa_sigaction != libc::SIG_DFL
+        {
+            return false;
+        }
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(signo, &sa, core::ptr::null_mut()) == 0
+    }
+}
+
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+#[derive(Default)]
+pub struct MallInfo2 {
+    pub arena: usize,
+    pub ordblks: usize,
+    pub smblks: usize,
+    pub hblks: usize,
+    pub hblkhd: usize,
+    pub usmblks: usize,
+    pub fsmblks: usize,
+    pub uordblks: usize,
+    pub fordblks: usize,
+    pub keepcost: usize,
+}
