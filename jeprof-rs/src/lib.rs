@@ -1,1 +1,35 @@
+//! jeprof-rs: reads heap profiles (jemalloc `heap_v2`, gperftools `heap profile:`) and answers
+//! "which stack holds the memory".
+//!
+//! The pipeline is a straight line, one module per step:
+//!
+//! ```text
+//! reader  ─► Profile (raw counts, unsampled values, metadata, maps)
+//! maps    ─► Mapping table from MAPPED_LIBRARIES
+//! symbolize ─► one Symbol list per unique return address (ELF, DWARF, perf maps)
+//! resolve ─► Resolved: interned frames, allocator frames dropped, stacks of frame ids
+//! filter  ─► --focus / --ignore / --base
+//! report::{top, collapsed, flame, diff, trend, pprof} ─► text, JSON, SVG, profile.proto
+//! ```
+//!
+//! `main.rs` is a thin shell over [`cli`]. The only `unsafe` lives in [`sys`] (memory-mapping
+//! object files and sending a signal); everything else is safe code.
 
+#![deny(unsafe_code)]
+
+pub mod address;
+pub mod cli;
+pub mod demangle;
+pub mod error;
+pub mod filter;
+pub mod humanize;
+pub mod maps;
+pub mod measure;
+pub mod profile;
+pub mod reader;
+pub mod report;
+pub mod resolve;
+pub mod run;
+pub mod symbolize;
+pub mod sys;
+pub mod unsample;

@@ -205,7 +205,9 @@ pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs
     if t.busy.get() != 0 {
         return; // an allocation made by the profiler itself (e.g. inside the unwinder)
     }
-    // Park the countdown while we work, so that nested allocations stay on the fast path.
+    // Park the countdown while we work, so that nested allocations stay on the fast path
+    // (after reading it: it says how many bytes were allocated since the last draw).
+    let mut countdown = t.bytes_until_sample.get();
     t.bytes_until_sample.set(i64::MAX);
     let saved = sys::errno();
     let _busy = Busy::enter();
@@ -231,17 +233,16 @@ pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs
         let wait = sampler::next_wait(&mut rng, lg);
         t.rng.set(rng);
         t.last_wait.set(wait as u64);
-        let left = wait - size.min(i64::MAX as usize) as i64;
-        t.bytes_until_sample.set(left);
-        if left > 0 || (lg != 0 && size == 0) {
+        countdown = wait - size.min(i64::MAX as usize) as i64;
+        if countdown > 0 || (lg != 0 && size == 0) {
+            t.bytes_until_sample.set(countdown);
             sys::set_errno(saved);
             return;
         }
     }
-    let allocated = t
-        .last_wait
-        .get()
-        .wrapping_sub(t.bytes_until_sample.get() as u64);
+    // Bytes allocated by this thread since the countdown was drawn (it went from last_wait
+    // down to `countdown`).
+    let allocated = t.last_wait.get().wrapping_sub(countdown as u64);
     let mut rng = t.rng.get();
     let wait = sampler::next_wait(&mut rng, lg);
     t.rng.set(rng);

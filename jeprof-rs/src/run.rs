@@ -1,0 +1,243 @@
+//! `run`: start a command with the preload, wait, then report the dumps it wrote.
+//!
+//! Environment given to the command: `LD_PRELOAD` (ours appended to any existing value) and
+//! `JEPROF_CONF=prof_prefix:<DIR>/jeprof[,lg_prof_sample:N][,prof_mmap:false]` (after any
+//! `JEPROF_CONF` already set, so ours wins). While the command runs we ignore SIGINT/SIGQUIT,
+//! as `system(3)` does, so Ctrl-C stops the command and the report still prints. The exit
+//! code is the command's (128 + signal when it was killed, 127 when it could not start).
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::{RunArgs, SelectArgs};
+use crate::error::Error;
+use crate::measure::Measure;
+use crate::profile::DumpName;
+use crate::report::top::{self, By};
+
+/// The preload's file name.
+pub const PRELOAD_NAME: &str = "libjeprof_preload.so";
+
+/// `--preload`, else the library next to this executable.
+pub fn find_preload(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return std::path::absolute(p).map_err(|e| Error::io(p, "cannot resolve path", e));
+        }
+        return Err(Error::File {
+            file: p.to_path_buf(),
+            message: "preload library not found".into(),
+        });
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::io(Path::new("jeprof-rs"), "cannot find own executable", e))?;
+    let beside = exe.parent().map(|d| d.join(PRELOAD_NAME));
+    match beside {
+        Some(p) if p.is_file() => Ok(p),
+        _ => Err(Error::Usage(format!(
+            "cannot find {PRELOAD_NAME} next to {}; build it (cargo build --release) or pass --preload PATH",
+            exe.display()
+        ))),
+    }
+}
+
+/// `lg_prof_sample` for a mean sample interval of `bytes`: log2 rounded to the nearest integer.
+pub fn lg_sample(bytes: u64) -> Result<u32, Error> {
+    if bytes == 0 {
+        return Err(Error::Usage("--sample must be at least 1 byte".into()));
+    }
+    Ok((bytes as f64).log2().round() as u32)
+}
+
+/// The `JEPROF_CONF` value for these options.
+pub fn conf(args: &RunArgs, dir: &Path) -> Result<String, Error> {
+    let mut conf = format!("prof_prefix:{}/jeprof", dir.display());
+    if args.exact {
+        conf.push_str(",lg_prof_sample:0");
+    } else if let Some(bytes) = args.sample {
+        conf.push_str(&format!(",lg_prof_sample:{}", lg_sample(bytes)?));
+    }
+    if args.no_mmap {
+        conf.push_str(",prof_mmap:false");
+    }
+    Ok(conf)
+}
+
+fn default_out_dir() -> PathBuf {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut dir = PathBuf::from(format!("jeprof-out.{now}"));
+    let mut n = 1;
+    while dir.exists() {
+        dir = PathBuf::from(format!("jeprof-out.{now}.{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// Dumps `jeprof.<pid>.<seq>.<tag>[.mmap].heap` in `dir`, sorted by pid, seq, tag.
+pub fn list_dumps(dir: &Path) -> Vec<(DumpName, PathBuf)> {
+    let mut dumps: Vec<(DumpName, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let parsed = DumpName::parse(&name).filter(|d| d.prefix == "jeprof")?;
+            Some((parsed, e.path()))
+        })
+        .collect();
+    dumps.sort_by(|a, b| {
+        (a.0.pid, a.0.seq, &a.0.tag, a.0.mmap).cmp(&(b.0.pid, b.0.seq, &b.0.tag, b.0.mmap))
+    });
+    dumps
+}
+
+/// The dump to report for `pid`: its final dump if any, else its latest.
+pub fn pick(dumps: &[(DumpName, PathBuf)], pid: u32, mmap: bool) -> Option<&PathBuf> {
+    let mine = dumps.iter().filter(|(d, _)| d.pid == pid && d.mmap == mmap);
+    mine.clone()
+        .rfind(|(d, _)| d.tag == "f")
+        .or_else(|| mine.clone().next_back())
+        .map(|(_, p)| p)
+}
+
+pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
+    let preload = find_preload(args.preload.as_deref())?;
+    let dir = args.out.clone().unwrap_or_else(default_out_dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(&dir, "cannot create output directory", e))?;
+    let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, "cannot resolve path", e))?;
+    let mut conf = conf(args, &dir)?;
+    if let Some(existing) = std::env::var_os("JEPROF_CONF").filter(|v| !v.is_empty()) {
+        conf = format!("{},{conf}", existing.to_string_lossy());
+    }
+    let mut ld_preload = preload.as_os_str().to_os_string();
+    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        let mut joined = existing;
+        joined.push(":");
+        joined.push(&ld_preload);
+        ld_preload = joined;
+    }
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Error::Usage("run: no command given".into()))?;
+    let mut child = Command::new(program)
+        .args(rest)
+        .env("LD_PRELOAD", &ld_preload)
+        .env("JEPROF_CONF", &conf)
+        .spawn()
+        .map_err(|error| Error::Spawn {
+            command: program.clone(),
+            error,
+        })?;
+    let pid = child.id();
+    crate::sys::ignore_terminal_signals();
+    let status = child.wait();
+    crate::sys::default_terminal_signals();
+    let status = status.map_err(|error| Error::Spawn {
+        command: program.clone(),
+        error,
+    })?;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => 1,
+    };
+
+    let dumps = list_dumps(&dir);
+    let mut err = std::io::stderr().lock();
+    let mut say = |s: String| {
+        let _ = err.write_all(s.as_bytes());
+    };
+    say(format!(
+        "jeprof-rs: {program} (pid {pid}) exited with status {code}; dumps in {}\n",
+        dir.display()
+    ));
+    for (d, p) in &dumps {
+        let note = if d.pid == pid {
+            ""
+        } else {
+            " (another process, e.g. a forked child)"
+        };
+        say(format!("  {}{note}\n", p.display()));
+    }
+    let Some(heap) = pick(&dumps, pid, false) else {
+        say(format!(
+            "jeprof-rs: no dump from pid {pid} in {} (did {} load? is the program statically linked?)\n",
+            dir.display(),
+            PRELOAD_NAME
+        ));
+        return Ok(code);
+    };
+    let select = SelectArgs::default();
+    let mut report = |path: &Path, what: &str| -> Result<(), Error> {
+        let loaded = crate::cli::load(&[path], &select)?;
+        let stacks = &loaded.analysis.stacks[0];
+        if what == "mmap" && stacks.is_empty() {
+            return Ok(());
+        }
+        let t = top::compute(
+            &loaded.analysis.tables,
+            stacks,
+            Measure::InuseSpace,
+            By::Function,
+        );
+        say(format!("\n{what} in use at exit ({}):\n", path.display()));
+        say(top::to_text(&t, args.n, args.exact));
+        Ok(())
+    };
+    if let Err(e) = report(heap, "heap") {
+        eprintln!("jeprof-rs: {e}");
+    }
+    if let Some(mmap) = pick(&dumps, pid, true)
+        && let Err(e) = report(mmap, "mmap")
+    {
+        eprintln!("jeprof-rs: {e}");
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_rounding() {
+        assert_eq!(lg_sample(1).unwrap(), 0);
+        assert_eq!(lg_sample(524288).unwrap(), 19);
+        assert_eq!(lg_sample(1000).unwrap(), 10);
+        assert_eq!(lg_sample(3000).unwrap(), 12);
+        assert!(lg_sample(0).is_err());
+    }
+
+    #[test]
+    fn picks_final_dump_of_pid() {
+        let mk = |n: &str| (DumpName::parse(n).unwrap(), PathBuf::from(n));
+        let dumps = vec![
+            mk("jeprof.10.0.i0.heap"),
+            mk("jeprof.10.1.f.heap"),
+            mk("jeprof.10.1.f.mmap.heap"),
+            mk("jeprof.11.0.f.heap"),
+            mk("jeprof.12.3.m1.heap"),
+        ];
+        assert_eq!(
+            pick(&dumps, 10, false),
+            Some(&PathBuf::from("jeprof.10.1.f.heap"))
+        );
+        assert_eq!(
+            pick(&dumps, 10, true),
+            Some(&PathBuf::from("jeprof.10.1.f.mmap.heap"))
+        );
+        assert_eq!(
+            pick(&dumps, 12, false),
+            Some(&PathBuf::from("jeprof.12.3.m1.heap"))
+        );
+        assert_eq!(pick(&dumps, 13, false), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! DWARF lookups through addr2line: function, file, line and inlined frames of an address.
+//! Sections are borrowed from the memory-mapped file (decompressed ones are owned by
+//! [`Sections`]), so nothing is copied for uncompressed debug info.
+
+use std::borrow::Cow;
+
+use addr2line::gimli::{self, EndianSlice, RunTimeEndian};
+use object::{Object, ObjectSection};
+
+use crate::demangle::demangle;
+use crate::symbolize::SymFrame;
+
+/// The DWARF sections of one object file.
+pub struct Sections<'data> {
+    sections: gimli::DwarfSections<Cow<'data, [u8]>>,
+    endian: RunTimeEndian,
+}
+
+pub type Context<'a> = addr2line::Context<EndianSlice<'a, RunTimeEndian>>;
+
+impl<'data> Sections<'data> {
+    /// `None` when the file has no `.debug_info`.
+    pub fn load(file: &object::File<'data>) -> Option<Sections<'data>> {
+        let info = file
+            .section_by_name(".debug_info")
+            .or_else(|| file.section_by_name(".zdebug_info"))?;
+        if info.size() == 0 {
+            return None;
+        }
+        let endian = if file.is_little_endian() {
+            RunTimeEndian::Little
+        } else {
+            RunTimeEndian::Big
+        };
+        let sections = gimli::DwarfSections::load(|id: gimli::SectionId| -> Result<_, ()> {
+            let data = file
+                .section_by_name(id.name())
+                .and_then(|s| s.uncompressed_data().ok())
+                .unwrap_or(Cow::Borrowed(&[][..]));
+            Ok(data)
+        })
+        .ok()?;
+        Some(Sections { sections, endian })
+    }
+
+    /// An addr2line context borrowing these sections.
+    pub fn context(&self) -> Option<Context<'_>> {
+        let dwarf = self.sections.borrow(|s| EndianSlice::new(s, self.endian));
+        addr2line::Context::from_dwarf(dwarf).ok()
+    }
+}
+
+/// Frames for `svma`, innermost (most deeply inlined) first. Empty when DWARF does not cover
+/// the address.
+pub fn frames(ctx: &Context<'_>, svma: u64) -> Vec<SymFrame> {
+    let mut out = Vec::new();
+    let Ok(mut iter) = ctx.find_frames(svma).skip_all_loads() else {
+        return out;
+    };
+    while let Ok(Some(frame)) = iter.next() {
+        let function = frame
+            .function
+            .as_ref()
+            .and_then(|f| f.raw_name().ok())
+            .map(|name| demangle(&name));
+        let (file, line) = match frame.location {
+            Some(loc) => (loc.file.map(str::to_string), loc.line),
+            None => (None, None),
+        };
+        out.push(SymFrame {
+            function,
+            file,
+            line,
+        });
+    }
+    out
+}

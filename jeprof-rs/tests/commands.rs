@@ -1,0 +1,118 @@
+//! Commands whose output is a file or a side effect: `flame` (plain and differential SVG),
+//! `dump` (signal delivery), `--help`.
+
+mod common;
+use common::*;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+#[test]
+fn flame_svgs() {
+    let dir = temp_dir("flame");
+    let svg = dir.join("app.svg");
+    let o = jeprof(&[
+        "flame",
+        "tests/data/app.heap",
+        "--perf-map=tests/data/app.perf.map",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<?xml"),
+        "{}",
+        &text[..100.min(text.len())]
+    );
+    for want in [
+        "cache_insert",
+        "load_image",
+        "worker_loop",
+        "app.heap (inuse_space)",
+        "bytes",
+    ] {
+        assert!(text.contains(want), "missing {want}");
+    }
+    assert!(!text.contains(">malloc<"), "allocator frames are dropped");
+
+    let diff = dir.join("diff.svg");
+    let o = jeprof(&[
+        "flame",
+        "tests/data/app.heap",
+        "--base",
+        "tests/data/old.heap",
+        "--alloc-objects",
+        "--perf-map=tests/data/app.perf.map",
+        "-o",
+        diff.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&diff).unwrap();
+    assert!(text.contains("app.heap vs old.heap (alloc_objects)") && text.contains("cache_insert"));
+
+    let o = jeprof(&[
+        "flame",
+        "tests/corpus/bad-cut-line.heap",
+        "-o",
+        diff.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "jeprof-rs: tests/corpus/bad-cut-line.heap:4: file truncated in the middle of this line (no final newline)\n"
+    );
+}
+
+#[test]
+fn dump_sends_the_signal() {
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id().to_string();
+    // SIGUSR1's default action terminates `sleep`, which proves delivery.
+    let o = jeprof(&["dump", &pid, "--signal", "10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("sent signal 10 to pid {pid}")));
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(10));
+
+    let o = jeprof(&["dump", "999999999"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with("jeprof-rs: cannot signal pid 999999999"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn help_documents_every_command() {
+    let o = jeprof(&["--help"]);
+    let text = stdout(&o);
+    for cmd in [
+        "top",
+        "collapsed",
+        "flame",
+        "diff",
+        "pprof",
+        "trend",
+        "run",
+        "dump",
+    ] {
+        assert!(text.contains(cmd), "{cmd} missing from --help");
+    }
+    let o = jeprof(&["top", "--help"]);
+    for flag in [
+        "--inuse-space",
+        "--inuse-objects",
+        "--alloc-space",
+        "--alloc-objects",
+        "--base",
+        "--focus",
+        "--ignore",
+        "--by",
+        "--json",
+        "--perf-map",
+    ] {
+        assert!(stdout(&o).contains(flag), "{flag} missing from top --help");
+    }
+}
