@@ -30,11 +30,19 @@ echo
 echo "== which library holds the memory (top --by library)"
 target/release/jeprof-rs top --by library -n 6 "$final"
 
-first=$(ls "$out"/dumps/jeprof.*.i*.heap 2>/dev/null | grep -v mmap | sort -t. -k3 -n | head -n 1 || true)
+first=$(ls "$out"/dumps/jeprof.*.0.i0.heap 2>/dev/null | head -n 1 || true)
 if [ -n "$first" ]; then
     echo
     echo "== what grew between the first interval dump and the end (diff)"
     target/release/jeprof-rs diff -n 8 "$first" "$final"
+fi
+
+series=$(ls "$out"/dumps/jeprof.*.heap | grep -v mmap)  # trend orders them by time itself
+if [ "$(echo "$series" | wc -l)" -ge 3 ]; then
+    echo
+    echo "== sites whose in-use bytes keep growing across the series (trend)"
+    # shellcheck disable=SC2086
+    target/release/jeprof-rs trend -n 5 $series
 fi
 
 target/release/jeprof-rs flame -o "$out/demo.svg" "$final"

@@ -13,7 +13,7 @@ use crate::measure::Measure;
 use crate::profile::{DumpName, Profile};
 use crate::reader;
 use crate::report::top::By;
-use crate::report::{collapsed, diff, flame, pprof, top, trend};
+use crate::report::{collapsed, diff, flame, memory, pprof, top, trend};
 use crate::resolve::{self, Analysis, Stack};
 use crate::run;
 use crate::symbolize;
@@ -218,6 +218,18 @@ pub struct RunArgs {
     /// Number of rows of the report.
     #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
     pub n: usize,
+    /// Also dump every SECS seconds while the command runs (prof_interval_secs).
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// More JEPROF_CONF entries (`key:value,...`, e.g. `lg_prof_interval:30,prof_leak:true`),
+    /// applied after the ones these options set.
+    #[arg(long, value_name = "KEY:VALUE,...")]
+    pub conf: Option<String>,
+    /// Do not add `-XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit
+    /// -XX:+PreserveFramePointer` to JAVA_TOOL_OPTIONS (they let JVMs under the command show
+    /// their compiled Java frames).
+    #[arg(long)]
+    pub no_java_opts: bool,
     /// The command to run, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -351,7 +363,13 @@ pub fn cmd_top(a: TopArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let text = if a.json {
         top::to_json(&t, a.n)
     } else {
-        top::to_text(&t, a.n, a.bytes)
+        let mut text = top::to_text(&t, a.n, a.bytes);
+        let whole = a.base.is_none() && a.select.focus.is_none() && a.select.ignore.is_none();
+        if whole && a.measure.measure() == Measure::InuseSpace {
+            let mem = memory::Memory::from_metadata(&loaded.profiles[0].metadata);
+            text.push_str(&memory::summary(&mem, t.total_bytes));
+        }
+        text
     };
     write_out(out, &text)?;
     Ok(0)

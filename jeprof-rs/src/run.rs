@@ -1,8 +1,10 @@
 //! `run`: start a command with the preload, wait, then report the dumps it wrote.
 //!
-//! Environment given to the command: `LD_PRELOAD` (ours appended to any existing value) and
-//! `JEPROF_CONF=prof_prefix:<DIR>/jeprof[,lg_prof_sample:N][,prof_mmap:false]` (after any
-//! `JEPROF_CONF` already set, so ours wins). While the command runs we ignore SIGINT/SIGQUIT,
+//! Environment given to the command: `LD_PRELOAD` (ours appended to any existing value),
+//! `JEPROF_CONF=prof_prefix:<DIR>/jeprof[,lg_prof_sample:N][,prof_mmap:false]
+//! [,prof_interval_secs:N][,--conf entries]` (after any `JEPROF_CONF` already set, so ours
+//! wins), and `JAVA_TOOL_OPTIONS` with the perf-map and frame-pointer options appended (JVMs
+//! print "Picked up JAVA_TOOL_OPTIONS" on stderr; `--no-java-opts` leaves it alone). While the command runs we ignore SIGINT/SIGQUIT,
 //! as `system(3)` does, so Ctrl-C stops the command and the report still prints. The exit
 //! code is the command's (128 + signal when it was killed, 127 when it could not start).
 
@@ -63,7 +65,28 @@ pub fn conf(args: &RunArgs, dir: &Path) -> Result<String, Error> {
     if args.no_mmap {
         conf.push_str(",prof_mmap:false");
     }
+    if let Some(secs) = args.interval {
+        conf.push_str(&format!(",prof_interval_secs:{secs}"));
+    }
+    if let Some(extra) = args.conf.as_deref().filter(|c| !c.is_empty()) {
+        conf.push(',');
+        conf.push_str(extra);
+    }
     Ok(conf)
+}
+
+/// JVM options that make Java frames visible: a perf map of compiled code written at exit
+/// (the analyzer reads `/tmp/perf-<pid>.map`), and frame pointers kept in compiled code so
+/// the preload's unwinder can cross JIT frames.
+pub const JAVA_OPTS: &str =
+    "-XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit -XX:+PreserveFramePointer";
+
+/// `JAVA_TOOL_OPTIONS` for the command: ours appended to any existing value.
+pub fn java_tool_options(existing: Option<&str>) -> String {
+    match existing.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => format!("{e} {JAVA_OPTS}"),
+        None => JAVA_OPTS.to_string(),
+    }
 }
 
 fn default_out_dir() -> PathBuf {
@@ -127,15 +150,19 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
         .command
         .split_first()
         .ok_or_else(|| Error::Usage("run: no command given".into()))?;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(rest)
         .env("LD_PRELOAD", &ld_preload)
-        .env("JEPROF_CONF", &conf)
-        .spawn()
-        .map_err(|error| Error::Spawn {
-            command: program.clone(),
-            error,
-        })?;
+        .env("JEPROF_CONF", &conf);
+    if !args.no_java_opts {
+        let existing = std::env::var("JAVA_TOOL_OPTIONS").ok();
+        command.env("JAVA_TOOL_OPTIONS", java_tool_options(existing.as_deref()));
+    }
+    let mut child = command.spawn().map_err(|error| Error::Spawn {
+        command: program.clone(),
+        error,
+    })?;
     let pid = child.id();
     crate::sys::ignore_terminal_signals();
     let status = child.wait();
@@ -190,6 +217,10 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
         );
         say(format!("\n{what} in use at exit ({}):\n", path.display()));
         say(top::to_text(&t, args.n, args.exact));
+        if what == "heap" {
+            let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
+            say(crate::report::memory::summary(&mem, t.total_bytes));
+        }
         Ok(())
     };
     if let Err(e) = report(heap, "heap") {
@@ -206,6 +237,16 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn java_options_append() {
+        assert_eq!(java_tool_options(None), JAVA_OPTS);
+        assert_eq!(java_tool_options(Some("  ")), JAVA_OPTS);
+        assert_eq!(
+            java_tool_options(Some("-Xmx1g")),
+            format!("-Xmx1g {JAVA_OPTS}")
+        );
+    }
 
     #[test]
     fn sample_rounding() {

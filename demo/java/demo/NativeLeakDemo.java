@@ -19,14 +19,18 @@ import java.util.zip.Inflater;
  *  - an Inflater is created per round and never end()ed (zlib state held until finalization);
  *  - one file is mapped with FileChannel.map and kept.
  * Prints a checksum so runs can be compared with and without the profiler.
+ * usage: NativeLeakDemo [ROUNDS] [leak|noleak]  ("noleak" releases every Mat: the control)
  */
 public final class NativeLeakDemo {
     /** Leaked on purpose: the thumbnails' Java objects are dropped without release(). */
+    static boolean releaseEvicted = false;
+
     static void cacheThumbnail(List<Mat> lru, int i) {
         Mat thumb = new Mat(256, 256, 4);             // 256 KiB of native pixels
         lru.add(thumb);
         if (lru.size() > 8) {
-            lru.remove(0);                             // evicted but never released: leaks
+            Mat evicted = lru.remove(0);               // evicted but never released: leaks
+            if (releaseEvicted) evicted.release();
         }
     }
 
@@ -53,6 +57,7 @@ public final class NativeLeakDemo {
 
     public static void main(String[] args) throws Exception {
         int rounds = args.length > 0 ? Integer.parseInt(args[0]) : 300;
+        releaseEvicted = args.length > 1 && args[1].equals("noleak");
         List<Mat> lru = new ArrayList<>();
         long checksum = 0;
         File f = File.createTempFile("jeprof-demo", ".bin");
@@ -68,6 +73,10 @@ public final class NativeLeakDemo {
             checksum += directBuffers(i);
             if (i % 20 == 0) inflaterNeverEnded();
             mapped.put(i % (4 << 20), (byte) i);
+        }
+        if (releaseEvicted) {
+            for (Mat m : lru) m.release();
+            lru.clear();
         }
         System.out.println("rounds " + rounds + " checksum " + checksum + " mapped " + mapped.get(7));
     }

@@ -4,6 +4,7 @@
 pub mod collapsed;
 pub mod diff;
 pub mod flame;
+pub mod memory;
 pub mod pprof;
 pub mod proto;
 pub mod top;
