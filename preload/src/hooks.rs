@@ -31,19 +31,23 @@ macro_rules! real_fn {
 }
 
 /// Charges `size` bytes of a new block `p` to the countdown; samples when it runs out.
+/// Returns `p`, so that hooks can end with it.
 ///
 /// No reentrancy check is needed here: while the profiler itself runs on this thread, the
 /// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
 #[inline(always)]
-fn account(p: *mut c_void, size: usize) {
+fn account(p: *mut c_void, size: usize) -> *mut c_void {
     let t = thread::current();
     // A size above i64::MAX cannot have been allocated; wrapping makes it a no-op.
     let left = t.bytes_until_sample.get().wrapping_sub(size as i64);
     t.bytes_until_sample.set(left);
     if left <= 0 {
         // Captured here, in the hook's own frame, so the walk starts at our caller's caller.
-        profiler::sample(t, p, size, unwind::Regs::capture());
+        let r = unwind::Regs::capture();
+        // Not a tail call: the walk reads this frame, which must stay alive until it is done.
+        return core::hint::black_box(profiler::sample(p, size, r.pc, r.sp, r.bp));
     }
+    p
 }
 
 /// Before the real functions are known: start up, and if we are inside that start-up
@@ -65,15 +69,17 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 /// C `malloc` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    if real::MALLOC.get().is_null()
-        && let Some(p) = early_alloc(size, 16)
-    {
-        return p;
+    let f = real::MALLOC.get();
+    if f.is_null() {
+        if let Some(p) = early_alloc(size, 16) {
+            return p;
+        }
+        // SAFETY: resolved now; same contract.
+        return unsafe { malloc(size) };
     }
-    // SAFETY: forwarding the caller's arguments to the real malloc.
-    let p = unsafe { real_fn!(real::MALLOC, MallocFn)(size) };
-    account(p, size);
-    p
+    // SAFETY: `f` is the real malloc (non-null, resolved by dlsym with this signature).
+    let p = unsafe { core::mem::transmute::<*mut c_void, MallocFn>(f)(size) };
+    account(p, size)
 }
 
 /// # Safety
@@ -86,11 +92,12 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if LIVE.filter_hit(p as usize) && profiler::free_slow(p as usize) {
         return; // a bootstrap block: not the real allocator's
     }
-    if real::FREE.get().is_null() {
+    let f = real::FREE.get();
+    if f.is_null() {
         return; // no allocator to return it to; leak rather than crash
     }
-    // SAFETY: forwarding to the real free.
-    unsafe { real_fn!(real::FREE, FreeFn)(p) }
+    // SAFETY: `f` is the real free (non-null, resolved by dlsym with this signature).
+    unsafe { core::mem::transmute::<*mut c_void, FreeFn>(f)(p) }
 }
 
 /// # Safety
@@ -108,8 +115,7 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
     }
     // SAFETY: forwarding.
     let p = unsafe { real_fn!(real::CALLOC, CallocFn)(n, m) };
-    account(p, size);
-    p
+    account(p, size)
 }
 
 /// # Safety
@@ -149,8 +155,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         }
         return q;
     }
-    account(q, size);
-    q
+    account(q, size)
 }
 
 /// # Safety
@@ -207,8 +212,7 @@ fn aligned(
         return p;
     }
     let p = call(real_fn!(slot, AlignFn));
-    account(p, size);
-    p
+    account(p, size)
 }
 
 /// # Safety

@@ -201,10 +201,18 @@ pub fn active() -> bool {
 /// allocation (already made: `ptr`, `size`) is a sample, and records it.
 #[cold]
 #[inline(never)]
-pub fn sample(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs) {
-    if t.busy.get() != 0 {
-        return; // an allocation made by the profiler itself (e.g. inside the unwinder)
+/// Takes the registers one by one (in registers, not through memory) and returns `ptr`, so
+/// that the hook can tail-call it.
+pub fn sample(ptr: *mut c_void, size: usize, pc: usize, sp: usize, bp: usize) -> *mut c_void {
+    let t = thread::current();
+    if t.busy.get() == 0 {
+        sample_in(t, ptr, size, unwind::Regs { pc, sp, bp });
     }
+    // else: an allocation made by the profiler itself (e.g. inside the unwinder)
+    ptr
+}
+
+fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs) {
     // Park the countdown while we work, so that nested allocations stay on the fast path
     // (after reading it: it says how many bytes were allocated since the last draw).
     let mut countdown = t.bytes_until_sample.get();

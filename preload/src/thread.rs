@@ -1,6 +1,7 @@
 //! The calling thread's profiler state, in initial-exec TLS defined by `thread_state.c`.
 //!
-//! Reading it is a call to a two-instruction C function: no `__tls_get_addr`, no allocation,
+//! Reading it is two instructions (inline on x86-64, else a call to a C accessor): no
+//! `__tls_get_addr`, no allocation,
 //! valid from the first instruction of a thread to the last (TLS destructors included), so
 //! there is no "destroyed" state to handle: a thread in teardown is profiled normally.
 //! Fields are `Cell`s: hooks can re-enter (the real allocator may call a hooked function), so
@@ -26,6 +27,7 @@ pub struct ThreadState {
     pub stack_hi: Cell<usize>,
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 unsafe extern "C" {
     fn jeprof_thread_state() -> *const ThreadState;
 }
@@ -33,10 +35,30 @@ unsafe extern "C" {
 /// The calling thread's state.
 #[inline(always)]
 pub fn current() -> &'static ThreadState {
-    // SAFETY: the C function returns this thread's own TLS block (layout-compatible: the C
-    // struct has the same fields in the same order), valid for the thread's whole lifetime and
-    // never touched by another thread; all fields are Cells, so shared references suffice.
-    unsafe { &*jeprof_thread_state() }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p: *const ThreadState;
+        // SAFETY: the initial-exec TLS access sequence for `jeprof_tls` (thread_state.c): its
+        // offset from the thread pointer comes from the GOT, the thread pointer from %fs:0.
+        // Reads only memory that is constant for the calling thread.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + jeprof_tls@GOTTPOFF]",
+                "add {p}, qword ptr fs:[0]",
+                p = out(reg) p,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+        }
+        // SAFETY: this thread's own TLS block (layout-compatible with the C struct), valid for
+        // the thread's whole lifetime and never touched by another thread; all fields are
+        // Cells, so shared references suffice.
+        unsafe { &*p }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above, through the C accessor.
+    unsafe {
+        &*jeprof_thread_state()
+    }
 }
 
 /// Marks the thread busy for the lifetime of the guard, so that allocations made by code

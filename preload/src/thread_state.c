@@ -20,7 +20,8 @@ struct jeprof_thread_state {
     uint64_t stack_hi;
 };
 
-static __thread struct jeprof_thread_state jeprof_tls
+/* Global but hidden: the Rust side reads it with an inline initial-exec access on x86-64. */
+__attribute__((visibility("hidden"))) __thread struct jeprof_thread_state jeprof_tls
     __attribute__((tls_model("initial-exec"), aligned(64)));
 
 __attribute__((visibility("hidden")))
