@@ -18,7 +18,7 @@
 //! At load ≤ 3/4 after growth that is 21–43 bytes per live block.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -56,7 +56,6 @@ unsafe impl Send for Shard {}
 pub struct LiveTable {
     filter: [AtomicU8; 1 << FILTER_BITS],
     shards: [Shard; SHARDS],
-    len: AtomicUsize,
 }
 
 /// What the table remembers of a sampled block.
@@ -227,7 +226,6 @@ impl LiveTable {
         LiveTable {
             filter: [const { AtomicU8::new(0) }; 1 << FILTER_BITS],
             shards: [const { Shard::new() }; SHARDS],
-            len: AtomicUsize::new(0),
         }
     }
 
@@ -286,7 +284,6 @@ impl LiveTable {
         if ok {
             // After the insertion: a free of `addr` can only come after this returns.
             self.filter_add(addr);
-            self.len.fetch_add(1, Ordering::Relaxed);
         }
         ok
     }
@@ -302,7 +299,6 @@ impl LiveTable {
         });
         if r.is_some() {
             self.filter_remove(addr);
-            self.len.fetch_sub(1, Ordering::Relaxed);
         }
         r
     }
@@ -321,9 +317,10 @@ impl LiveTable {
         }
     }
 
-    /// Number of live sampled blocks.
+    /// Number of live sampled blocks (takes every shard lock in turn: not for hot paths; a
+    /// process-wide counter would be a cache line that every thread writes).
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.shards.iter().map(|s| s.with(|t| t.len)).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -74,6 +74,8 @@ static NEXT_INTERVAL: AtomicU64 = AtomicU64::new(u64::MAX);
 static INUSE: AtomicU64 = AtomicU64::new(0);
 static HIGH_WATER: AtomicU64 = AtomicU64::new(0);
 static LIVE_FULL_SAID: AtomicBool = AtomicBool::new(false);
+/// Round-robin assignment of counter stripes to threads.
+static NEXT_STRIPE: AtomicU32 = AtomicU32::new(0);
 
 /// One-time start-up, from the library constructor (or the first hook before it).
 pub fn init() {
@@ -241,6 +243,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
         let wait = sampler::next_wait(&mut rng, lg);
         t.rng.set(rng);
         t.last_wait.set(wait as u64);
+        t.stripe.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
         countdown = wait - size.min(i64::MAX as usize) as i64;
         if countdown > 0 || (lg != 0 && size == 0) {
             t.bytes_until_sample.set(countdown);
@@ -274,9 +277,12 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     let (objs, bytes) = sampler::weight(size, lg);
     HEAP.add(id, objs, bytes);
     if LIVE.insert(addr, Block { stack: id, size }) {
-        let now = INUSE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if config().gdump && now > HIGH_WATER.load(Ordering::Relaxed) {
-            gdump(now);
+        // A process-wide counter is a cache line every thread writes: only for prof_gdump.
+        if config().gdump {
+            let now = INUSE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            if now > HIGH_WATER.load(Ordering::Relaxed) {
+                gdump(now);
+            }
         }
     } else {
         HEAP.sub(id, objs, bytes);
@@ -309,7 +315,9 @@ pub fn forget(addr: usize) -> Option<Block> {
     if let Some(b) = b {
         let (objs, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
         HEAP.sub(b.stack, objs, bytes);
-        INUSE.fetch_sub(bytes, Ordering::Relaxed);
+        if config().gdump {
+            INUSE.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
     sys::set_errno(saved);
     b
@@ -323,7 +331,9 @@ pub fn restore(addr: usize, b: Block) {
     if LIVE.insert(addr, b) {
         // In-use only: the cumulative counters were charged when the block was first recorded.
         HEAP.adjust_inuse(b.stack, objs as i64, bytes as i64);
-        INUSE.fetch_add(bytes, Ordering::Relaxed);
+        if config().gdump {
+            INUSE.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 }
 

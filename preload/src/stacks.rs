@@ -6,15 +6,25 @@
 //! written record with one compare-and-swap on an empty index slot; a thread that loses the
 //! race to an identical stack abandons its record (the index never points to it).
 //!
-//! Record layout, in words: `[hash, depth, inuse_objs, inuse_bytes, alloc_objs, alloc_bytes,
-//! frame0, frame1, …]`. Objects are fixed point (see `sampler::OBJ_SHIFT`).
+//! Record layout, in words: `[hash, depth, frame0, frame1, …]`.
+//!
+//! Counters live apart from the records, four per stack (in-use and cumulative objects and
+//! bytes; objects in fixed point, see `sampler::OBJ_SHIFT`), in `STRIPES` copies of one cache
+//! line each. A thread adds to its own stripe (`thread::ThreadState::stripe`), so two threads
+//! allocating from the same stack do not bounce one cache line between their cores; readers
+//! sum the stripes with wrapping arithmetic (a block allocated on one stripe and freed on
+//! another nets out in the sum).
 //!
 //! When the index or the arena is full, new stacks are counted under one "overflow" stack
 //! and the condition is reported once.
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-pub const HEADER_WORDS: usize = 6;
+pub const HEADER_WORDS: usize = 2;
+/// Counter copies per stack; a power of two.
+pub const STRIPES: usize = 4;
+/// Words per stripe: one 64-byte cache line (4 counters used).
+const STRIPE_WORDS: usize = 8;
 
 pub struct StackTable {
     index: AtomicPtr<AtomicU32>,
@@ -24,6 +34,8 @@ pub struct StackTable {
     words_used: AtomicUsize,
     /// id → word offset of its record (0 = not published).
     offsets: AtomicPtr<AtomicU64>,
+    /// id → STRIPES cache lines of counters.
+    counters: AtomicPtr<AtomicU64>,
     max_ids: AtomicUsize,
     next_id: AtomicU32,
     /// The record counting stacks that did not fit.
@@ -59,6 +71,7 @@ impl StackTable {
             words_cap: AtomicUsize::new(0),
             words_used: AtomicUsize::new(1), // offset 0 means "none"
             offsets: AtomicPtr::new(core::ptr::null_mut()),
+            counters: AtomicPtr::new(core::ptr::null_mut()),
             max_ids: AtomicUsize::new(0),
             next_id: AtomicU32::new(1),
             overflow: AtomicU32::new(0),
@@ -70,13 +83,15 @@ impl StackTable {
     /// total. Called once, before any other method, by a single thread.
     pub fn init(&self, max_stacks: usize, arena_words: usize) -> bool {
         let slots = (max_stacks * 2).next_power_of_two();
-        let (Some(index), Some(words), Some(offsets)) = (
+        let (Some(index), Some(words), Some(offsets), Some(counters)) = (
             crate::sys::map_anon(slots * 4),
             crate::sys::map_anon(arena_words * 8),
             crate::sys::map_anon((max_stacks + 1) * 8),
+            crate::sys::map_anon((max_stacks + 1) * STRIPES * STRIPE_WORDS * 8),
         ) else {
             return false;
         };
+        self.counters.store(counters.cast(), Ordering::Relaxed);
         self.index_mask.store(slots - 1, Ordering::Relaxed);
         self.words_cap.store(arena_words, Ordering::Relaxed);
         self.max_ids.store(max_stacks, Ordering::Relaxed);
@@ -200,11 +215,16 @@ impl StackTable {
         self.overflow.load(Ordering::Relaxed)
     }
 
-    /// The four counters of stack `id`.
+    /// The calling thread's stripe of the four counters of stack `id`.
     fn counters(&self, id: u32) -> &[AtomicU64] {
-        let off = self.offset_of(id);
-        // SAFETY: a published record has HEADER_WORDS words starting at `off`.
-        unsafe { core::slice::from_raw_parts(self.words.load(Ordering::Relaxed).add(off + 2), 4) }
+        self.stripe(id, crate::thread::current().stripe())
+    }
+
+    fn stripe(&self, id: u32, stripe: usize) -> &[AtomicU64] {
+        let at = (id as usize * STRIPES + (stripe & (STRIPES - 1))) * STRIPE_WORDS;
+        // SAFETY: ids are ≤ max_ids (checked when published), so the line is inside the
+        // counters mapping, which lives for the whole process.
+        unsafe { core::slice::from_raw_parts(self.counters.load(Ordering::Relaxed).add(at), 4) }
     }
 
     /// Adds an allocation of weight (objs, bytes) to stack `id`.
@@ -257,12 +277,17 @@ impl StackTable {
 
     /// A snapshot of the counters of stack `id`.
     pub fn counts(&self, id: u32) -> Counts {
-        let c = self.counters(id);
+        let mut sum = [0u64; 4];
+        for k in 0..STRIPES {
+            for (total, c) in sum.iter_mut().zip(self.stripe(id, k)) {
+                *total = total.wrapping_add(c.load(Ordering::Relaxed));
+            }
+        }
         Counts {
-            inuse_objs: c[0].load(Ordering::Relaxed),
-            inuse_bytes: c[1].load(Ordering::Relaxed),
-            alloc_objs: c[2].load(Ordering::Relaxed),
-            alloc_bytes: c[3].load(Ordering::Relaxed),
+            inuse_objs: sum[0],
+            inuse_bytes: sum[1],
+            alloc_objs: sum[2],
+            alloc_bytes: sum[3],
         }
     }
 

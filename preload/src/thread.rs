@@ -18,7 +18,8 @@ pub struct ThreadState {
     /// Non-zero while this thread runs profiler code or the real allocator: hooks entered
     /// in that state only forward.
     pub busy: Cell<u32>,
-    pub flags: Cell<u32>,
+    /// Which copy of the per-stack counters this thread writes (`stacks::STRIPES`).
+    pub stripe: Cell<u32>,
     /// The countdown value last drawn (to count allocated bytes between samples).
     pub last_wait: Cell<u64>,
     /// The mapping holding this thread's stack (found once; 0 = not yet): every stack read of
@@ -58,6 +59,13 @@ pub fn current() -> &'static ThreadState {
     // SAFETY: as above, through the C accessor.
     unsafe {
         &*jeprof_thread_state()
+    }
+}
+
+impl ThreadState {
+    #[inline(always)]
+    pub fn stripe(&self) -> usize {
+        self.stripe.get() as usize
     }
 }
 

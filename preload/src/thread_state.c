@@ -14,7 +14,7 @@ struct jeprof_thread_state {
     int64_t bytes_until_sample; /* countdown; <= 0 sends the next allocation to the slow path */
     uint64_t rng;               /* xorshift state; 0 = not yet seeded */
     uint32_t busy;              /* reentrancy depth: non-zero while inside the profiler */
-    uint32_t flags;
+    uint32_t stripe;            /* which copy of the per-stack counters this thread writes */
     uint64_t last_wait;         /* countdown value last drawn */
     uint64_t stack_lo;          /* this thread's stack mapping, found once (0 = not yet) */
     uint64_t stack_hi;
