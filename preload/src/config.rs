@@ -31,6 +31,9 @@ pub struct Config {
     pub max_depth: usize,
     /// `prof_interval_secs` (ours): dump every N seconds (0 = off).
     pub interval_secs: u64,
+    /// `prof_unwinder` (ours): `auto` (our DWARF CFI unwinder where available, else libgcc's)
+    /// or `libgcc` (always libgcc's `_Unwind_Backtrace`: the reference, and a way out).
+    pub libgcc_unwinder: bool,
     /// `prof_signal` (ours): signal number that requests a dump (0 = none). The default,
     /// 41 (SIGRTMIN+7 on glibc), is used by neither glibc nor HotSpot; the handler is only
     /// installed if the program has none for it.
@@ -60,6 +63,7 @@ impl Config {
             mmap: true,
             max_depth: 128,
             interval_secs: 0,
+            libgcc_unwinder: false,
             signal: 41,
         }
     }
@@ -132,6 +136,13 @@ impl Config {
                 }
                 self.interval_secs = n as u64;
             }
+            b"prof_unwinder" => {
+                self.libgcc_unwinder = match v {
+                    b"auto" => false,
+                    b"libgcc" => true,
+                    _ => return Err("prof_unwinder must be auto or libgcc"),
+                }
+            }
             b"prof_signal" => {
                 let n = parse_int(v)?;
                 if !(0..=64).contains(&n) || matches!(n, 9 | 19 | 11 | 7) {
@@ -203,7 +214,7 @@ mod tests {
         let (c, errs) = parse(
             "prof_prefix:/tmp/a/b,lg_prof_sample:0,prof_final:false,lg_prof_interval:20,\
              prof_gdump:true,prof_leak:true,prof_mmap:false,prof_max_depth:64,\
-             prof_interval_secs:30,prof_signal:41,prof:true",
+             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc",
         );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(c.prefix(), b"/tmp/a/b");

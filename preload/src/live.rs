@@ -263,15 +263,18 @@ impl LiveTable {
         }
     }
 
+    /// The shard of `addr`: chosen by the 64 KiB region it lies in, not by the address itself,
+    /// so that blocks from one allocator arena (glibc gives each thread its own) share shards
+    /// and two threads rarely take the same shard lock.
     #[inline(always)]
-    fn shard(&self, h: u64) -> &Shard {
-        &self.shards[(h >> (64 - SHARD_BITS)) as usize]
+    fn shard(&self, addr: usize) -> &Shard {
+        let region = ((addr as u64) >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[(region >> (64 - SHARD_BITS)) as usize]
     }
 
     /// Records a sampled block. False if the table could not grow (out of memory).
     pub fn insert(&self, addr: usize, b: Block) -> bool {
-        let h = hash(addr);
-        let ok = self.shard(h).with(|t| {
+        let ok = self.shard(addr).with(|t| {
             let ok = t.reserve();
             if ok {
                 t.put(Slot {
@@ -291,7 +294,7 @@ impl LiveTable {
     /// Removes `addr` if it is a live sampled block and returns what was recorded for it.
     pub fn remove(&self, addr: usize) -> Option<Block> {
         let h = hash(addr);
-        let r = self.shard(h).with(|t| {
+        let r = self.shard(addr).with(|t| {
             let i = t.find(addr as u64, h)?;
             let b = unpack(t.slot(i).val);
             t.delete(i);

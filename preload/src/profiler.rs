@@ -108,7 +108,7 @@ pub fn init() {
         sys::say(&[b"cannot reserve memory for the stack tables; profiling disabled"]);
         return;
     }
-    unwind::init();
+    unwind::init(cfg.libgcc_unwinder);
     LG_SAMPLE.store(cfg.lg_sample, Ordering::Relaxed);
     if cfg.lg_sample == 0 {
         LIVE.saturate_filter();

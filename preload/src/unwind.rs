@@ -53,7 +53,8 @@ type DlFindObjectFn = unsafe extern "C" fn(*mut c_void, *mut DlFindObject) -> c_
 static DL_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
 
 /// Finds this library's code range and the lock-free object lookup. Called once at start-up.
-pub fn init() {
+/// With `libgcc_only`, every walk uses libgcc's unwinder.
+pub fn init(libgcc_only: bool) {
     let mut info = libc::Dl_info {
         dli_fname: core::ptr::null(),
         dli_fbase: core::ptr::null_mut(),
@@ -67,7 +68,9 @@ pub fn init() {
         SELF_LO.store(lo, Ordering::Relaxed);
         SELF_HI.store(hi, Ordering::Relaxed);
     }
-    init_object_lookup();
+    if !libgcc_only {
+        init_object_lookup();
+    }
 }
 
 fn init_object_lookup() {
