@@ -22,6 +22,17 @@ fn hex(word: &str) -> Option<u64> {
     u64::from_str_radix(word, 16).ok()
 }
 
+/// HotSpot names its template interpreter's code `Interpreter`: every interpreted Java method
+/// runs there, so the frame says "some interpreted Java code", which is what we print.
+pub const INTERPRETED: &str = "[interpreted Java]";
+
+fn rename(name: &str) -> String {
+    match name {
+        "Interpreter" => INTERPRETED.to_string(),
+        _ => name.to_string(),
+    }
+}
+
 impl PerfMap {
     pub fn parse(text: &str) -> PerfMap {
         let mut map = PerfMap::default();
@@ -35,7 +46,7 @@ impl PerfMap {
                 let start = hex(parts.next()?)?;
                 let size = hex(parts.next()?.trim())?;
                 let name = parts.next()?.trim();
-                (!name.is_empty()).then(|| (start, size, name.to_string()))
+                (!name.is_empty()).then(|| (start, size, rename(name)))
             })();
             match entry {
                 Some(e) => map.entries.push(e),
@@ -94,5 +105,7 @@ mod tests {
         assert_eq!(m.lookup(0x7f000000201f), Some("LFoo;::bar (compiled)"));
         assert_eq!(m.lookup(0x7f0000002020), None);
         assert_eq!(m.lookup(0x10), None);
+        let m = PerfMap::parse("7f0000001000 100 Interpreter\n");
+        assert_eq!(m.lookup(0x7f0000001005), Some(INTERPRETED));
     }
 }
