@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Benchmarks the preload against the uninstrumented run and against peers, in one run.
 #
-# usage: scripts/bench.sh [THREADS] [ITERATIONS_PER_THREAD] [REPEATS]
-# Prints one row per configuration: median wall and CPU seconds, peak RSS, and the ratios to
-# the plain run. Peers are included when installed: heaptrack, and jemalloc's own profiler
-# (libjemalloc with prof:true — note that it also swaps the allocator).
+# usage: scripts/bench.sh [ITERATIONS_PER_THREAD] [REPEATS]
+# An allocation-heavy C workload (each thread replaces one block of a ring per step: a malloc
+# and a free) runs with 1 and 2 threads: plain, under the preload sampled (512 KiB) and exact,
+# under jemalloc with and without its profiler, and under heaptrack when installed. Prints
+# median wall and CPU seconds, peak RSS, ratios to the plain run and CPU ns per malloc/free
+# pair; then instruction counts under callgrind (deterministic) and the memory exact mode
+# adds per live block.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=${1:-2}
-iters=${2:-5000000}
-repeats=${3:-3}
+iters=${1:-5000000}
+repeats=${2:-5}
 cargo build --release -q -p jeprof-preload
 work=$(mktemp -d /tmp/jeprof-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -g -pthread -o "$work/alloc_heavy" scripts/bench/alloc_heavy.c
-exec python3 scripts/bench/run.py "$work" "$work/alloc_heavy" "$threads" "$iters" "$repeats"
+gcc -O2 -g -o "$work/live_blocks" scripts/bench/live_blocks.c
+exec python3 scripts/bench/run.py "$work" "$iters" "$repeats"

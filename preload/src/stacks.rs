@@ -249,16 +249,18 @@ impl StackTable {
         c[1].fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Calls `f(id, frames, counts)` for every indexed stack. Frames are read into `scratch`.
+    /// Calls `f(id, frames, counts)` for every stack, by id: the work is proportional to the
+    /// stacks that exist, not to the table's capacity (whose untouched pages stay untouched).
+    /// Ids whose record lost a publication race were never handed out and have zero counts.
     pub fn for_each(&self, scratch: &mut [usize], mut f: impl FnMut(u32, &[usize], Counts)) {
         if self.index.load(Ordering::Acquire).is_null() {
             return;
         }
-        let mask = self.index_mask.load(Ordering::Relaxed);
-        for i in 0..=mask {
-            let id = self.slot(i).load(Ordering::Acquire);
-            if id == 0 {
-                continue;
+        let last = (self.next_id.load(Ordering::Acquire) as usize - 1)
+            .min(self.max_ids.load(Ordering::Relaxed));
+        for id in 1..=last as u32 {
+            if self.offset_of(id) == 0 {
+                continue; // being published right now
             }
             let depth = self.frames(id, scratch);
             f(id, &scratch[..depth], self.counts(id));

@@ -1,31 +1,42 @@
-"""Runs the benchmark configurations and prints the table (called by scripts/bench.sh)."""
+"""Runs the benchmark configurations and prints the tables (called by scripts/bench.sh)."""
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 
-work, prog, threads, iters, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+work, iters, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 root = os.getcwd()
 preload = os.path.join(root, "target/release/libjeprof_preload.so")
 jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-cmd = [prog, threads, iters]
+prog = os.path.join(work, "alloc_heavy")
+GNU_TIME = "/usr/bin/time"
+if not os.path.exists(GNU_TIME):
+    raise SystemExit("bench: needs GNU time (apt-get install time)")
+
+SAMPLED = {"LD_PRELOAD": preload, "JEPROF_CONF": f"prof_prefix:{work}/s"}
+EXACT = {"LD_PRELOAD": preload, "JEPROF_CONF": f"prof_prefix:{work}/e,lg_prof_sample:0"}
 
 
-def configs():
+def configs(threads):
+    cmd = [prog, str(threads), str(iters)]
     yield "plain", cmd, {}
-    yield "jeprof sampled (512 KiB)", cmd, {"LD_PRELOAD": preload, "JEPROF_CONF": f"prof_prefix:{work}/s"}
-    yield "jeprof exact", cmd, {"LD_PRELOAD": preload, "JEPROF_CONF": f"prof_prefix:{work}/e,lg_prof_sample:0"}
+    yield "jeprof sampled (512 KiB)", cmd, SAMPLED
+    yield "jeprof exact", cmd, EXACT
     if os.path.exists(jemalloc):
-        yield "jemalloc (no prof)", cmd, {"LD_PRELOAD": jemalloc}
+        yield "jemalloc, no profiling", cmd, {"LD_PRELOAD": jemalloc}
         yield "jemalloc prof (512 KiB)", cmd, {
             "LD_PRELOAD": jemalloc, "MALLOC_CONF": f"prof:true,prof_final:true,prof_prefix:{work}/j"}
     if shutil.which("heaptrack"):
         yield "heaptrack", ["heaptrack", "-o", f"{work}/ht"] + cmd, {}
 
 
-GNU_TIME = "/usr/bin/time"
+def clean():
+    for f in os.listdir(work):
+        if f.endswith((".heap", ".zst", ".gz")):
+            os.remove(os.path.join(work, f))
 
 
 def run_once(argv, env):
@@ -40,28 +51,55 @@ def run_once(argv, env):
     if proc.returncode != 0:
         raise SystemExit(f"bench: {argv[0]} failed with status {proc.returncode}")
     user, sys_, maxrss_kb = open(stats).read().split()[-3:]
-    return wall, float(user) + float(sys_), int(maxrss_kb) * 1024, proc.stdout.decode()
+    clean()
+    return wall, float(user) + float(sys_), int(maxrss_kb) * 1024
 
 
-if not os.path.exists(GNU_TIME):
-    raise SystemExit("bench: needs GNU time (apt-get install time)")
+def table(threads):
+    rows = []
+    for name, argv, env in configs(threads):
+        runs = [run_once(argv, env) for _ in range(repeats)]
+        rows.append((name, statistics.median(r[0] for r in runs),
+                     statistics.median(r[1] for r in runs), max(r[2] for r in runs)))
+    pairs = threads * iters
+    base = rows[0]
+    print(f"\n{threads} thread(s) x {iters} malloc/free pairs, median of {repeats}")
+    print(f"{'configuration':<26} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9} {'wall x':>7} "
+          f"{'cpu x':>7} {'ns/pair':>8}")
+    for name, wall, cpu, rss in rows:
+        print(f"{name:<26} {wall:8.3f} {cpu:8.3f} {rss / 2**20:8.1f}M {wall / base[1]:7.2f} "
+              f"{cpu / base[2]:7.2f} {cpu / pairs * 1e9:8.1f}")
+    return {name: cpu / pairs * 1e9 for name, _, cpu, _ in rows}
 
-rows = []
-for name, argv, env in configs():
-    runs = [run_once(argv, env) for _ in range(repeats)]
-    wall = statistics.median(r[0] for r in runs)
-    cpu = statistics.median(r[1] for r in runs)
-    rss = max(r[2] for r in runs)
-    rows.append((name, wall, cpu, rss))
-    for f in os.listdir(work):
-        if f.endswith(".heap") or f.endswith(".zst") or f.endswith(".gz"):
-            os.remove(os.path.join(work, f))
 
-pairs = 2 * int(threads) * int(iters)
-base = rows[0]
-print(f"workload: {threads} threads x {iters} malloc/free pairs, median of {repeats}; "
-      f"plain = {base[2] / (pairs / 2) * 1e9:.1f} ns CPU per pair")
-print(f"{'configuration':<26} {'wall s':>8} {'cpu s':>8} {'peak RSS':>10} {'wall x':>7} {'cpu x':>7} {'+RSS MiB':>9}")
-for name, wall, cpu, rss in rows:
-    print(f"{name:<26} {wall:8.3f} {cpu:8.3f} {rss / 2**20:9.1f}M {wall / base[1]:7.2f} {cpu / base[2]:7.2f} "
-          f"{(rss - base[3]) / 2**20:9.1f}")
+one = table(1)
+two = table(2)
+print("\nper-pair CPU cost, 2 threads vs 1 (no shared cache line written on the fast path "
+      "means the same cost per call):")
+for name in ("plain", "jeprof sampled (512 KiB)", "jeprof exact"):
+    print(f"  {name:<26} {one[name]:6.1f} ns -> {two[name]:6.1f} ns ({two[name] / one[name]:.2f}x)")
+
+if shutil.which("valgrind"):
+    n = "200000"
+    counts = {}
+    for name, env in (("plain", {}), ("jeprof sampled (512 KiB)", SAMPLED), ("jeprof exact", EXACT)):
+        out = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/cg.out",
+                              prog, "1", n], env=dict(os.environ, **env),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        m = re.search(r"Collected : (\d+)", out.stderr)
+        counts[name] = int(m.group(1)) if m else None
+        clean()
+    print(f"\ninstructions (callgrind, 1 thread x {n} pairs):")
+    for name, c in counts.items():
+        if c:
+            print(f"  {name:<26} {c:>13,}  {c / counts['plain']:.3f}x  {c / int(n):7.1f} per pair")
+
+n = 1000000
+rss = {}
+for name, env in (("plain", {}), ("exact", EXACT)):
+    out = subprocess.run([os.path.join(work, "live_blocks"), str(n)], env=dict(os.environ, **env),
+                         stdout=subprocess.PIPE, text=True, check=True)
+    rss[name] = int(out.stdout.split()[0])
+    clean()
+print(f"\nexact mode memory: {n} live 32-byte blocks, RSS {rss['plain'] / 2**20:.1f} MiB plain, "
+      f"{rss['exact'] / 2**20:.1f} MiB profiled: {(rss['exact'] - rss['plain']) / n:.1f} bytes per live block")
