@@ -10,8 +10,8 @@
 # adds per live block.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-iters=${1:-5000000}
-repeats=${2:-5}
+iters=${1:-10000000}
+repeats=${2:-3}
 cargo build --release -q -p jeprof-preload
 work=$(mktemp -d /tmp/jeprof-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

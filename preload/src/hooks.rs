@@ -71,15 +71,23 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let f = real::MALLOC.get();
     if f.is_null() {
-        if let Some(p) = early_alloc(size, 16) {
-            return p;
-        }
-        // SAFETY: resolved now; same contract.
-        return unsafe { malloc(size) };
+        return malloc_early(size);
     }
     // SAFETY: `f` is the real malloc (non-null, resolved by dlsym with this signature).
     let p = unsafe { core::mem::transmute::<*mut c_void, MallocFn>(f)(size) };
     account(p, size)
+}
+
+/// `malloc` before the real functions are known (kept out of line so that the hot path needs
+/// no extra saved registers).
+#[cold]
+#[inline(never)]
+fn malloc_early(size: usize) -> *mut c_void {
+    if let Some(p) = early_alloc(size, 16) {
+        return p;
+    }
+    // SAFETY: resolved now; same contract.
+    unsafe { malloc(size) }
 }
 
 /// # Safety

@@ -187,10 +187,12 @@ fn start_triggers() {
 /// In a forked child, before its first sample: timers do not survive fork.
 fn restart_triggers_after_fork() {
     if TRIGGERS_LOST.swap(false, Ordering::AcqRel) {
+        let saved = sys::errno();
         *PERIODIC.lock() = None;
         ON_DEMAND.store(0, Ordering::Release);
         *ON_DEMAND_TIMER.lock() = None;
         start_triggers();
+        sys::set_errno(saved);
     }
 }
 
@@ -219,7 +221,8 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     // (after reading it: it says how many bytes were allocated since the last draw).
     let mut countdown = t.bytes_until_sample.get();
     t.bytes_until_sample.set(i64::MAX);
-    let saved = sys::errno();
+    // No errno save here: nothing on this path changes errno (the system calls it can make
+    // restore it themselves, see sys.rs).
     let _busy = Busy::enter();
     if !ACTIVE.load(Ordering::Acquire) {
         // Not profiling (not yet, or never): keep this thread off the slow path. A thread that
@@ -247,7 +250,6 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
         countdown = wait - size.min(i64::MAX as usize) as i64;
         if countdown > 0 || (lg != 0 && size == 0) {
             t.bytes_until_sample.set(countdown);
-            sys::set_errno(saved);
             return;
         }
     }
@@ -263,7 +265,6 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
         record(ptr as usize, size as u64, lg, regs);
     }
     count_allocated(allocated);
-    sys::set_errno(saved);
 }
 
 fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
@@ -309,7 +310,6 @@ pub fn free_slow(addr: usize) -> bool {
 #[cold]
 #[inline(never)]
 pub fn forget(addr: usize) -> Option<Block> {
-    let saved = sys::errno();
     let _busy = Busy::enter();
     let b = LIVE.remove(addr);
     if let Some(b) = b {
@@ -319,7 +319,6 @@ pub fn forget(addr: usize) -> Option<Block> {
             INUSE.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
-    sys::set_errno(saved);
     b
 }
 

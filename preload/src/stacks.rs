@@ -136,12 +136,11 @@ impl StackTable {
         if id as usize > self.max_ids.load(Ordering::Relaxed) {
             return None;
         }
-        self.word(off).store(hash, Ordering::Relaxed);
-        self.word(off + 1)
-            .store(frames.len() as u64, Ordering::Relaxed);
-        for (i, &f) in frames.iter().enumerate() {
-            self.word(off + HEADER_WORDS + i)
-                .store(f as u64, Ordering::Relaxed);
+        let rec = self.words_at(off, need);
+        rec[0].store(hash, Ordering::Relaxed);
+        rec[1].store(frames.len() as u64, Ordering::Relaxed);
+        for (w, &f) in rec[HEADER_WORDS..].iter().zip(frames) {
+            w.store(f as u64, Ordering::Relaxed);
         }
         // SAFETY: id ≤ max_ids, inside the offsets mapping.
         unsafe {
@@ -151,16 +150,25 @@ impl StackTable {
         Some((id, off))
     }
 
+    /// `len` words of the arena from `off` (the base pointer is loaded once, not per word).
+    fn words_at(&self, off: usize, len: usize) -> &[AtomicU64] {
+        // SAFETY: callers stay inside a published record (its header says how long it is), and
+        // the arena lives for the whole process.
+        unsafe { core::slice::from_raw_parts(self.words.load(Ordering::Relaxed).add(off), len) }
+    }
+
     fn same(&self, off: usize, hash: u64, frames: &[usize]) -> bool {
-        if self.word(off).load(Ordering::Relaxed) != hash
-            || self.word(off + 1).load(Ordering::Relaxed) != frames.len() as u64
+        let head = self.words_at(off, HEADER_WORDS);
+        if head[0].load(Ordering::Relaxed) != hash
+            || head[1].load(Ordering::Relaxed) != frames.len() as u64
         {
             return false;
         }
-        frames
+        let stored = self.words_at(off + HEADER_WORDS, frames.len());
+        stored
             .iter()
-            .enumerate()
-            .all(|(i, &f)| self.word(off + HEADER_WORDS + i).load(Ordering::Relaxed) == f as u64)
+            .zip(frames)
+            .all(|(w, &f)| w.load(Ordering::Relaxed) == f as u64)
     }
 
     /// The id of `frames`, adding it if new. Returns the overflow id when full (and 0 if the

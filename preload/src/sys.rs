@@ -1,6 +1,8 @@
 //! Every contact with the operating system, in one place.
 //!
-//! Runs inside malloc hooks: nothing here allocates from the process allocator. Memory
+//! Runs inside malloc hooks: nothing here allocates from the process allocator, and the
+//! calls made on sampling paths (`map_anon`, `unmap`) leave `errno` as they found it, so those
+//! paths need not save it on every sample. Memory
 //! comes from raw `mmap` system calls (not the `mmap` symbol, which this library
 //! interposes), files are written with `write(2)`, and text is formatted into
 //! caller-provided buffers.
@@ -14,6 +16,7 @@ pub const PAGE: usize = 4096;
 /// Maps `len` bytes of zeroed, private, anonymous memory, reserving no swap: pages cost RSS
 /// only once touched. Returns `None` if the kernel refuses.
 pub fn map_anon(len: usize) -> Option<*mut u8> {
+    let saved = errno(); // a failed call sets errno; the host must not see it
     // SAFETY: an anonymous private mapping at a kernel-chosen address cannot alias any
     // existing Rust object; failure is reported through the return value.
     let p = unsafe {
@@ -27,6 +30,7 @@ pub fn map_anon(len: usize) -> Option<*mut u8> {
             0usize,
         )
     };
+    set_errno(saved);
     if p < 0 || p as usize == usize::MAX {
         None
     } else {
@@ -39,10 +43,12 @@ pub fn map_anon(len: usize) -> Option<*mut u8> {
 /// # Safety
 /// `ptr..ptr+len` must be a mapping made by `map_anon` that nothing references any more.
 pub unsafe fn unmap(ptr: *mut u8, len: usize) {
+    let saved = errno();
     // SAFETY: guaranteed by the caller.
     unsafe {
         libc::syscall(libc::SYS_munmap, ptr, len);
     }
+    set_errno(saved);
 }
 
 /// The thread's `errno`.
@@ -215,7 +221,9 @@ pub fn say(parts: &[&[u8]]) {
         line.push(p);
     }
     line.push(b"\n");
+    let saved = errno();
     write_all(2, line.as_bytes());
+    set_errno(saved);
 }
 
 /// glibc's `struct sigevent` with the SIGEV_THREAD members the libc crate does not expose.

@@ -400,6 +400,13 @@ fn compute_step(pc: usize) -> Step {
 
 /// The stack mapping containing `sp`, from /proc/self/maps, read with raw system calls.
 fn stack_bounds_of(sp: usize) -> Option<(usize, usize)> {
+    let saved = crate::sys::errno();
+    let found = stack_bounds_in_maps(sp);
+    crate::sys::set_errno(saved);
+    found
+}
+
+fn stack_bounds_in_maps(sp: usize) -> Option<(usize, usize)> {
     let fd = crate::sys::open_read(c"/proc/self/maps")?;
     let mut buf = [0u8; 4096];
     let mut carry = 0usize;
