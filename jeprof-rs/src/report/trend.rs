@@ -122,38 +122,11 @@ pub fn to_text(
             ]
         })
         .collect();
-    let header = ["first", "last", "growth", "grew"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            cells
-                .iter()
-                .map(|c| c[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (i, h) in header.iter().enumerate() {
-        out.push_str(&format!("{:>w$} ", h, w = widths[i]));
-    }
-    out.push_str(" site\n");
-    for (r, c) in rows.iter().zip(&cells) {
-        for (i, v) in c.iter().enumerate() {
-            out.push_str(&format!("{:>w$} ", v, w = widths[i]));
-        }
-        let lib = r
-            .library
-            .as_deref()
-            .map(|l| l.rsplit('/').next().unwrap_or(l));
-        match lib {
-            Some(lib) if !r.name.ends_with(&format!(" in {lib}")) => out.push_str(&format!(
-                " {}  {}\n",
-                r.name,
-                crate::report::top::bracket(lib)
-            )),
-            _ => out.push_str(&format!(" {}\n", r.name)),
-        }
-    }
+    out.push_str(&super::site_table(
+        &["first", "last", "growth", "grew"],
+        &cells,
+        rows.iter().map(|r| (r.name.as_str(), r.library.as_deref())),
+    ));
     out
 }
 
