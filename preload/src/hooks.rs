@@ -50,6 +50,28 @@ fn account(p: *mut c_void, size: usize) -> *mut c_void {
     p
 }
 
+/// Charges `size` bytes to the thread's countdown *before* the allocation is made; true when
+/// this allocation is to be sampled. Deciding first lets the common case end in a tail call
+/// to the real function: no stack frame, no saved registers, nothing to do afterwards. (If
+/// the real call then fails, the sample path sees a null block and records nothing.)
+///
+/// No reentrancy check is needed: while the profiler itself runs on this thread, the
+/// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
+#[inline(always)]
+fn charge(size: usize) -> bool {
+    // A size above i64::MAX cannot be allocated; wrapping makes it harmless.
+    thread::charge_countdown(size as i64) <= 0
+}
+
+/// Records the block an out-of-line `*_sampled` function just got. Inlined into that
+/// function, whose frame is where the walk starts (the hook's frame is already gone: it
+/// tail-called us), and not a tail call itself, so that the frame stays alive for the walk.
+#[inline(always)]
+fn sampled(p: *mut c_void, size: usize) -> *mut c_void {
+    let r = unwind::Regs::capture();
+    core::hint::black_box(profiler::sample(p, size, r.pc, r.sp, r.bp))
+}
+
 /// Before the real functions are known: start up, and if we are inside that start-up
 /// (dlsym allocating), serve from the bootstrap arena.
 #[cold]
@@ -74,8 +96,19 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         return malloc_early(size);
     }
     // SAFETY: `f` is the real malloc (non-null, resolved by dlsym with this signature).
-    let p = unsafe { core::mem::transmute::<*mut c_void, MallocFn>(f)(size) };
-    account(p, size)
+    let f = unsafe { core::mem::transmute::<*mut c_void, MallocFn>(f) };
+    if charge(size) {
+        return malloc_sampled(f, size);
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { f(size) }
+}
+
+#[inline(never)]
+fn malloc_sampled(f: MallocFn, size: usize) -> *mut c_void {
+    // SAFETY: forwarding the caller's argument to the real malloc.
+    let p = unsafe { f(size) };
+    sampled(p, size)
 }
 
 /// `malloc` before the real functions are known (kept out of line so that the hot path needs
@@ -94,11 +127,10 @@ fn malloc_early(size: usize) -> *mut c_void {
 /// C `free` contract.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() {
-        return;
-    }
-    if LIVE.filter_hit(p as usize) && profiler::free_slow(p as usize) {
-        return; // a bootstrap block: not the real allocator's
+    // NULL needs no test here: its filter slot is almost always empty, the real free(NULL)
+    // does nothing, and the slow path checks.
+    if LIVE.filter_hit(p as usize) {
+        return free_filtered(p);
     }
     let f = real::FREE.get();
     if f.is_null() {
@@ -106,6 +138,19 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     }
     // SAFETY: `f` is the real free (non-null, resolved by dlsym with this signature).
     unsafe { core::mem::transmute::<*mut c_void, FreeFn>(f)(p) }
+}
+
+/// `free` of a block the filter says may be a live sample (or a bootstrap block).
+#[inline(never)]
+fn free_filtered(p: *mut c_void) {
+    if p.is_null() || profiler::free_slow(p as usize) {
+        return; // NULL, or a bootstrap block: not the real allocator's
+    }
+    let f = real::FREE.get();
+    if !f.is_null() {
+        // SAFETY: the real free, for a block it handed out.
+        unsafe { core::mem::transmute::<*mut c_void, FreeFn>(f)(p) }
+    }
 }
 
 /// # Safety
@@ -121,9 +166,19 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
     {
         return p; // bootstrap memory is zeroed
     }
+    let f = real_fn!(real::CALLOC, CallocFn);
+    if charge(size) {
+        return calloc_sampled(f, n, m, size);
+    }
     // SAFETY: forwarding.
-    let p = unsafe { real_fn!(real::CALLOC, CallocFn)(n, m) };
-    account(p, size)
+    unsafe { f(n, m) }
+}
+
+#[inline(never)]
+fn calloc_sampled(f: CallocFn, n: usize, m: usize, size: usize) -> *mut c_void {
+    // SAFETY: forwarding the caller's arguments to the real calloc.
+    let p = unsafe { f(n, m) };
+    sampled(p, size)
 }
 
 /// # Safety
