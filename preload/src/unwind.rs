@@ -399,6 +399,8 @@ fn compute_step(pc: usize) -> Step {
 // ---- the walk -----------------------------------------------------------------------------
 
 /// The stack mapping containing `sp`, from /proc/self/maps, read with raw system calls.
+#[cold]
+#[inline(never)]
 fn stack_bounds_of(sp: usize) -> Option<(usize, usize)> {
     let saved = crate::sys::errno();
     let found = stack_bounds_in_maps(sp);
