@@ -220,6 +220,9 @@ fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
     if let Some(rss_pages) = statm[..n].split(|&c| c == b' ').nth(1).and_then(parse_u64) {
         let _ = writeln!(out, "# rss_bytes: {}", rss_pages * sys::PAGE as u64);
     }
+    if meta.kind == "heap" {
+        write_build_ids(out);
+    }
     if let Some(m) = &meta.mallinfo {
         let _ = write!(
             out,
@@ -230,6 +233,47 @@ fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
             m.hblkhd
         );
     }
+}
+
+/// `# build_id <path>: <hex>` for each mapped executable object, so that the analyzer can tell
+/// when a file on disk is no longer the one that ran. Paths are the ones /proc/self/maps shows
+/// (the analyzer matches on them); objects are matched to mappings by address.
+fn write_build_ids(out: &mut FdWriter<'_>) {
+    let mut objects = [sys::ObjectId {
+        lo: 0,
+        hi: 0,
+        id: [0; 32],
+        id_len: 0,
+    }; 256];
+    let n = sys::loaded_object_ids(&mut objects);
+    let objects = &objects[..n];
+    let mut last = [0usize; 2];
+    sys::for_each_maps_line(&mut |line| {
+        // start-end perms offset dev inode path
+        let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
+        let perms = fields.nth(1).unwrap_or(b"");
+        let path = fields.nth(3).unwrap_or(b"");
+        if perms.get(2) != Some(&b'x') || !path.starts_with(b"/") {
+            return true;
+        }
+        let Some((lo, hi)) = crate::unwind::parse_range(line) else {
+            return true;
+        };
+        // The object's code (its executable PT_LOAD) overlaps this executable mapping.
+        if let Some(o) = objects.iter().find(|o| o.lo < hi && lo < o.hi)
+            && [o.lo, o.hi] != last
+        {
+            last = [o.lo, o.hi];
+            out.put(b"# build_id ");
+            out.put(path);
+            out.put(b": ");
+            for b in &o.id[..o.id_len] {
+                let _ = write!(out, "{b:02x}");
+            }
+            out.put(b"\n");
+        }
+        true
+    });
 }
 
 fn parse_u64(s: &[u8]) -> Option<u64> {
@@ -358,5 +402,32 @@ mod tests {
         assert_eq!(b.as_bytes(), b"/tmp/jeprof.42.3.i7.heap");
         file_name(&mut b, b"x", 1, 0, b"f", true);
         assert_eq!(b.as_bytes(), b"x.1.0.f.mmap.heap");
+    }
+}
+
+#[cfg(test)]
+mod build_id_tests {
+    use super::*;
+
+    #[test]
+    fn writes_build_ids_of_mapped_objects() {
+        let dir = std::env::temp_dir().join(format!("jeprof-bid-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ids.txt");
+        let _ = std::fs::remove_file(&path);
+        let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let fd = sys::create_exclusive(&cpath).unwrap();
+        let mut buf = Box::new(DumpBuf([0; BUF]));
+        let mut out = FdWriter::new(fd, &mut buf.0);
+        write_build_ids(&mut out);
+        assert!(out.finish());
+        sys::close(fd);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("libc.so") && l.starts_with("# build_id /")),
+            "{text}"
+        );
     }
 }

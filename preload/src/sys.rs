@@ -319,3 +319,162 @@ pub struct MallInfo2 {
     pub fordblks: usize,
     pub keepcost: usize,
 }
+
+/// Calls `f` with each line of `/proc/self/maps` (without the newline) until it returns false.
+/// Reads with raw system calls into a stack buffer; a line longer than the buffer is skipped.
+pub fn for_each_maps_line(f: &mut dyn FnMut(&[u8]) -> bool) {
+    let Some(fd) = open_read(c"/proc/self/maps") else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    let mut carry = 0usize;
+    'read: loop {
+        let n = read(fd, &mut buf[carry..]);
+        if n == 0 {
+            break;
+        }
+        let filled = carry + n;
+        let mut start = 0;
+        while let Some(nl) = buf[start..filled].iter().position(|&c| c == b'\n') {
+            if !f(&buf[start..start + nl]) {
+                break 'read;
+            }
+            start += nl + 1;
+        }
+        buf.copy_within(start..filled, 0);
+        carry = filled - start;
+        if carry == buf.len() {
+            carry = 0; // an absurdly long line: drop it
+        }
+    }
+    close(fd);
+}
+
+/// A loaded object's executable address range and GNU build id.
+#[derive(Clone, Copy)]
+pub struct ObjectId {
+    pub lo: usize,
+    pub hi: usize,
+    pub id: [u8; 32],
+    pub id_len: usize,
+}
+
+struct Collect<'a> {
+    out: &'a mut [ObjectId],
+    n: usize,
+}
+
+extern "C" fn on_object(info: *mut libc::dl_phdr_info, _size: usize, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the Collect passed to dl_iterate_phdr below; `info` is valid for this
+    // call, and the loader lock it holds keeps the object's segments mapped while we read them.
+    let (c, info) = unsafe { (&mut *(arg as *mut Collect<'_>), &*info) };
+    if c.n == c.out.len() || info.dlpi_phdr.is_null() {
+        return 1;
+    }
+    // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
+    let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let base = info.dlpi_addr as usize;
+    let mut obj = ObjectId {
+        lo: usize::MAX,
+        hi: 0,
+        id: [0; 32],
+        id_len: 0,
+    };
+    for ph in phdrs {
+        if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+            obj.lo = obj.lo.min(base + ph.p_vaddr as usize);
+            obj.hi = obj.hi.max(base + (ph.p_vaddr + ph.p_memsz) as usize);
+        }
+        if ph.p_type == libc::PT_NOTE && obj.id_len == 0 {
+            // SAFETY: a PT_NOTE segment of a loaded object is mapped and readable.
+            let notes = unsafe {
+                core::slice::from_raw_parts(
+                    (base + ph.p_vaddr as usize) as *const u8,
+                    ph.p_memsz as usize,
+                )
+            };
+            if let Some(id) = gnu_build_id(notes) {
+                let n = id.len().min(32);
+                obj.id[..n].copy_from_slice(&id[..n]);
+                obj.id_len = n;
+            }
+        }
+    }
+    if obj.lo < obj.hi && obj.id_len > 0 {
+        c.out[c.n] = obj;
+        c.n += 1;
+    }
+    0
+}
+
+/// The NT_GNU_BUILD_ID descriptor in a block of ELF notes.
+pub fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
+    let word = |b: &[u8], i: usize| -> Option<usize> {
+        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?) as usize)
+    };
+    let align = |n: usize| (n + 3) & !3;
+    while notes.len() >= 12 {
+        let (namesz, descsz, kind) = (word(notes, 0)?, word(notes, 4)?, word(notes, 8)?);
+        let name = notes.get(12..12 + namesz)?;
+        let desc_at = 12 + align(namesz);
+        let desc = notes.get(desc_at..desc_at + descsz)?;
+        if kind == 3 && name == b"GNU\0" {
+            return Some(desc);
+        }
+        notes = notes.get(desc_at + align(descsz)..)?;
+    }
+    None
+}
+
+/// Build ids of the loaded objects (at most `out.len()`); returns how many were found. Takes
+/// the loader's lock through `dl_iterate_phdr`: for dumps only, never on an allocation path.
+pub fn loaded_object_ids(out: &mut [ObjectId]) -> usize {
+    let mut c = Collect { out, n: 0 };
+    // SAFETY: `on_object` matches the callback type and only touches `c` through `arg`.
+    unsafe { libc::dl_iterate_phdr(Some(on_object), (&mut c as *mut Collect<'_>).cast()) };
+    c.n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_build_ids_of_loaded_objects() {
+        let mut objs = [ObjectId {
+            lo: 0,
+            hi: 0,
+            id: [0; 32],
+            id_len: 0,
+        }; 64];
+        let n = loaded_object_ids(&mut objs);
+        assert!(n >= 2, "found {n} objects with build ids");
+        assert!(objs[..n].iter().all(|o| o.lo < o.hi && o.id_len >= 16));
+        let mut lines = 0;
+        for_each_maps_line(&mut |_| {
+            lines += 1;
+            true
+        });
+        assert!(lines > 5);
+    }
+
+    #[test]
+    fn parses_gnu_notes() {
+        let mut notes = Vec::new();
+        for (name, kind, desc) in [
+            (&b"XYZ\0"[..], 1u32, &[1u8, 2, 3][..]),
+            (b"GNU\0", 3, &[0xab; 20]),
+        ] {
+            notes.extend((name.len() as u32).to_ne_bytes());
+            notes.extend((desc.len() as u32).to_ne_bytes());
+            notes.extend(kind.to_ne_bytes());
+            notes.extend(name);
+            notes.extend(desc);
+            while notes.len() % 4 != 0 {
+                notes.push(0);
+            }
+        }
+        assert_eq!(gnu_build_id(&notes), Some(&[0xab; 20][..]));
+        assert_eq!(gnu_build_id(&notes[..30]), None);
+    }
+}

@@ -409,38 +409,18 @@ fn stack_bounds_of(sp: usize) -> Option<(usize, usize)> {
 }
 
 fn stack_bounds_in_maps(sp: usize) -> Option<(usize, usize)> {
-    let fd = crate::sys::open_read(c"/proc/self/maps")?;
-    let mut buf = [0u8; 4096];
-    let mut carry = 0usize;
     let mut found = None;
-    'read: loop {
-        let n = crate::sys::read(fd, &mut buf[carry..]);
-        if n == 0 {
-            break;
+    crate::sys::for_each_maps_line(&mut |line| match parse_range(line) {
+        Some((lo, hi)) if lo <= sp && sp < hi => {
+            found = Some((lo, hi));
+            false
         }
-        let filled = carry + n;
-        let mut start = 0;
-        while let Some(nl) = buf[start..filled].iter().position(|&c| c == b'\n') {
-            if let Some((lo, hi)) = parse_range(&buf[start..start + nl])
-                && lo <= sp
-                && sp < hi
-            {
-                found = Some((lo, hi));
-                break 'read;
-            }
-            start += nl + 1;
-        }
-        buf.copy_within(start..filled, 0);
-        carry = filled - start;
-        if carry == buf.len() {
-            carry = 0; // an absurdly long line: drop it
-        }
-    }
-    crate::sys::close(fd);
+        _ => true,
+    });
     found
 }
 
-fn parse_range(line: &[u8]) -> Option<(usize, usize)> {
+pub fn parse_range(line: &[u8]) -> Option<(usize, usize)> {
     let dash = line.iter().position(|&c| c == b'-')?;
     let space = line.iter().position(|&c| c == b' ')?;
     Some((

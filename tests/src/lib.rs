@@ -190,6 +190,11 @@ pub fn compile_c(name: &str, out_dir: &Path, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// Compiles `tests/c/<name>.c` into the executable `out` (overwriting it).
+pub fn compile_c_as(name: &str, out: &Path, extra: &[&str]) {
+    gcc(&c_dir().join(format!("{name}.c")), out, &[], extra);
+}
+
 /// Compiles `tests/c/<name>.c` into the shared library `<out_dir>/lib<name>.so`.
 pub fn compile_shared(name: &str, out_dir: &Path) -> PathBuf {
     let src = c_dir().join(format!("{name}.c"));
