@@ -496,12 +496,13 @@ pub fn cmd_trend(a: TrendArgs, out: &mut dyn Write) -> Result<i32, Error> {
 }
 
 pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    crate::sys::send_signal(a.pid, a.signal)
+    let threads = crate::sys::signal_all_threads(a.pid, a.signal)
         .map_err(|e| Error::Usage(format!("cannot signal pid {}: {e}", a.pid)))?;
     write_out(
         out,
         &format!(
-            "sent signal {} to pid {}; its profiler writes <prof_prefix>.{}.<seq>.m<n>.heap\n",
+            "sent signal {} to pid {} ({threads} threads); its profiler writes \
+             <prof_prefix>.{}.<seq>.m<n>.heap at the next allocation\n",
             a.signal, a.pid, a.pid
         ),
     )?;

@@ -20,6 +20,34 @@ pub fn map_file(path: &Path) -> io::Result<Mmap> {
     unsafe { Mmap::map(&file) }
 }
 
+/// Send signal `signal` to every thread of process `pid` (so that whichever thread allocates
+/// next serves the request: the preload's handler only flags the thread it runs on). Falls
+/// back to `kill(pid)` when the thread list cannot be read. Returns how many threads.
+pub fn signal_all_threads(pid: i32, signal: i32) -> io::Result<usize> {
+    if pid <= 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    send_signal(pid, signal)?; // the process exists and we may signal it
+    let mut n = 1;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for tid in tasks
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            if tid == pid {
+                continue; // signalled above
+            }
+            // SAFETY: tgkill takes three integers and touches no memory of ours; it targets one
+            // thread of `pid` and fails harmlessly if that thread has exited.
+            let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
+            if rc == 0 {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Send signal `signal` to process `pid`.
 pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
     if pid <= 0 {

@@ -126,34 +126,60 @@ pub fn init() {
 
 // ---- dumps on a timer and on demand ----------------------------------------------------------
 
-/// Timers whose SIGEV_THREAD callbacks write dumps on a libc-created thread: the periodic
-/// one (`prof_interval_secs`) and a one-shot one that the `prof_signal` handler arms (the
-/// handler itself only calls `timer_settime`, which is async-signal-safe).
+/// Time-based dumps (`prof_interval_secs`) are written on the thread of a SIGEV_THREAD timer:
+/// a thread libc creates, and only when that key asks for it (a profiler that adds a thread to
+/// every process would break programs that must stay single-threaded, e.g. to `unshare`).
 static PERIODIC: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
-static ON_DEMAND: AtomicU64 = AtomicU64::new(0);
-static ON_DEMAND_TIMER: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
 /// Set in a forked child: timers are not inherited, re-create them at the next sample.
 static TRIGGERS_LOST: AtomicBool = AtomicBool::new(false);
+/// Set by the `prof_signal` handler, served by the next sample on any thread or the next tick
+/// of the periodic timer.
+static DUMP_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// What the handler writes into the signaled thread's countdown so that its next allocation
+/// takes the slow path. Anything below `POKED_BELOW` counts as poked (no real countdown gets
+/// there: that would take an allocation of more than 2^61 bytes, which cannot succeed).
+const POKED: i64 = i64::MIN / 2;
+const POKED_BELOW: i64 = -(1 << 61);
 
 extern "C" fn periodic_fired(_: usize) {
+    serve_dump_request();
     dump_now(Trigger::Interval, true);
 }
 
-extern "C" fn on_demand_fired(_: usize) {
-    dump_now(Trigger::Manual, true);
+/// The `prof_signal` handler. Async-signal-safe: two stores, one of them to this thread's own
+/// TLS; no dump is ever written inside a signal handler. `jeprof-rs dump` signals every thread
+/// of the process, so the first one to allocate writes the dump. (A signal that lands between
+/// the fast path's load and store of the countdown loses its poke; the request stays pending.)
+extern "C" fn on_signal(_: libc::c_int) {
+    DUMP_REQUESTED.store(true, Ordering::Release);
+    thread::current().bytes_until_sample.set(POKED);
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
-    let saved = sys::errno();
-    // Only an async-signal-safe timer_settime on an already created timer; the pointer was
-    // published before the handler was installed.
-    let t = ON_DEMAND.load(Ordering::Acquire) as *const sys::Timer;
-    if !t.is_null() {
-        // SAFETY: points into ON_DEMAND_TIMER's value, which is never dropped or moved
-        // once set (timers are only ever added).
-        unsafe { (*t).arm(1, 0) };
+/// When the last on-demand dump was written (monotonic ns).
+static LAST_MANUAL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Writes the on-demand dump if one was requested (and no other dump is being written). One
+/// `jeprof-rs dump` signals every thread, and handlers may run after the request was served:
+/// requests within 250 ms of the last on-demand dump are folded into it.
+fn serve_dump_request() {
+    if !DUMP_REQUESTED.load(Ordering::Relaxed) || !DUMP_REQUESTED.swap(false, Ordering::AcqRel) {
+        return;
     }
-    sys::set_errno(saved);
+    let now = sys::now_monotonic_ns();
+    let last = LAST_MANUAL_NS.load(Ordering::Relaxed);
+    // Claim the request before dumping, so that threads serving it at the same time write one
+    // dump between them.
+    if now.saturating_sub(last) < 250_000_000
+        || LAST_MANUAL_NS
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    if !dump_now(Trigger::Manual, false) {
+        LAST_MANUAL_NS.store(last, Ordering::Relaxed);
+        DUMP_REQUESTED.store(true, Ordering::Release); // a dump was in progress: try again later
+    }
 }
 
 fn start_triggers() {
@@ -169,18 +195,8 @@ fn start_triggers() {
         }
     }
     if cfg.signal > 0 {
-        let mut t = ON_DEMAND_TIMER.lock();
-        if t.is_none() {
-            *t = sys::Timer::new(on_demand_fired);
-        }
-        match t.as_ref() {
-            Some(timer) => {
-                ON_DEMAND.store(timer as *const sys::Timer as u64, Ordering::Release);
-                // A forked child keeps the parent's handler; installing fails harmlessly then.
-                sys::install_handler(cfg.signal, on_signal);
-            }
-            None => sys::say(&[b"cannot create the on-demand dump timer; prof_signal is off"]),
-        }
+        // A forked child keeps the parent's handler; installing again fails harmlessly then.
+        sys::install_handler(cfg.signal, on_signal);
     }
 }
 
@@ -189,8 +205,6 @@ fn restart_triggers_after_fork() {
     if TRIGGERS_LOST.swap(false, Ordering::AcqRel) {
         let saved = sys::errno();
         *PERIODIC.lock() = None;
-        ON_DEMAND.store(0, Ordering::Release);
-        *ON_DEMAND_TIMER.lock() = None;
         start_triggers();
         sys::set_errno(saved);
     }
@@ -234,19 +248,24 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     if TRIGGERS_LOST.load(Ordering::Relaxed) {
         restart_triggers_after_fork();
     }
+    serve_dump_request();
     let lg = LG_SAMPLE.load(Ordering::Relaxed);
-    if t.rng.get() == 0 {
-        // First allocation of this thread: draw its first countdown; this allocation is
-        // sampled only if it crosses it.
-        let mut rng = sampler::seed(
-            sys::gettid() as u64,
-            sys::now_monotonic_ns(),
-            t as *const _ as u64,
-        );
+    if t.rng.get() == 0 || countdown < POKED_BELOW {
+        // First allocation of this thread, or the countdown was replaced by a dump request:
+        // draw a fresh countdown (waits are memoryless, so this keeps sampling unbiased);
+        // this allocation is sampled only if it crosses it.
+        let mut rng = t.rng.get();
+        if rng == 0 {
+            rng = sampler::seed(
+                sys::gettid() as u64,
+                sys::now_monotonic_ns(),
+                t as *const _ as u64,
+            );
+            t.stripe.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
+        }
         let wait = sampler::next_wait(&mut rng, lg);
         t.rng.set(rng);
         t.last_wait.set(wait as u64);
-        t.stripe.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
         countdown = wait - size.min(i64::MAX as usize) as i64;
         if countdown > 0 || (lg != 0 && size == 0) {
             t.bytes_until_sample.set(countdown);
@@ -488,10 +507,10 @@ pub enum Trigger {
 }
 
 /// Writes the heap profile (and the mmap profile, if tracked) now. A dump already in progress
-/// on another thread makes this one a no-op unless `wait` is set.
-pub fn dump_now(trigger: Trigger, wait: bool) {
+/// on another thread makes this one a no-op unless `wait` is set. Returns false for that case.
+pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     if !ACTIVE.load(Ordering::Acquire) {
-        return;
+        return true;
     }
     let saved = sys::errno();
     let _busy = Busy::enter();
@@ -500,11 +519,11 @@ pub fn dump_now(trigger: Trigger, wait: bool) {
     } else {
         match DUMP.try_lock() {
             Some(g) => g,
-            None => return,
+            None => return false,
         }
     };
     if st.final_done {
-        return;
+        return true;
     }
     let mut tag = StackBuf::<24>::new();
     {
@@ -572,6 +591,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) {
     }
     drop(st);
     sys::set_errno(saved);
+    true
 }
 
 fn report_write_error(path: &[u8], errno: i32) {
@@ -612,6 +632,7 @@ pub fn at_exit() {
 
 extern "C" fn fork_prepare() {
     let _busy = Busy::enter();
+    PERIODIC.raw_lock();
     DUMP.raw_lock();
     MAPS.raw_lock();
     LIVE.lock_all();
@@ -623,6 +644,7 @@ extern "C" fn fork_parent() {
     unsafe {
         MAPS.force_unlock();
         DUMP.force_unlock();
+        PERIODIC.force_unlock();
     }
 }
 
@@ -632,6 +654,7 @@ extern "C" fn fork_child() {
     unsafe {
         MAPS.force_unlock();
         DUMP.force_unlock();
+        PERIODIC.force_unlock();
     }
     TRIGGERS_LOST.store(true, Ordering::Relaxed);
     // The child writes its own files under its own pid, numbered from 0.

@@ -124,3 +124,30 @@ fn dumps_at_new_high_water_marks_only() {
         );
     }
 }
+
+#[test]
+fn no_thread_is_added_unless_a_timer_is_asked_for() {
+    let dir = TempDir::new("threads");
+    let bin = compile_c("triggers", dir.path(), &[]);
+    // Programs that must stay single-threaded (unshare, some sandboxes) keep working.
+    let out = Run::new(&bin)
+        .arg("threads")
+        .profiled(&format!("prof_prefix:{}", dir.prefix()))
+        .run();
+    out.expect_success();
+    assert_eq!(out.stdout, "threads 1\n", "{}", out.report());
+    let out = Run::new(&bin)
+        .arg("threads")
+        .profiled(&format!(
+            "prof_prefix:{},prof_interval_secs:60",
+            dir.prefix()
+        ))
+        .run();
+    out.expect_success();
+    assert_eq!(
+        out.stdout,
+        "threads 2\n",
+        "the timer's helper thread, on request: {}",
+        out.report()
+    );
+}
