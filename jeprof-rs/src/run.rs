@@ -186,13 +186,27 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
         "jeprof-rs: {program} (pid {pid}) exited with status {code}; dumps in {}\n",
         dir.display()
     ));
-    for (d, p) in &dumps {
-        let note = if d.pid == pid {
-            ""
-        } else {
-            " (another process, e.g. a forked child)"
-        };
-        say(format!("  {}{note}\n", p.display()));
+    // The command's own dumps; other processes (forked children, programs it ran, shell
+    // wrappers' subshells) are listed when few, counted when many.
+    let (mine, others): (Vec<_>, Vec<_>) = dumps.iter().partition(|(d, _)| d.pid == pid);
+    for (_, p) in &mine {
+        say(format!("  {}\n", p.display()));
+    }
+    let mut other_pids: Vec<u32> = others.iter().map(|(d, _)| d.pid).collect();
+    other_pids.dedup();
+    if others.len() <= 4 {
+        for (_, p) in &others {
+            say(format!(
+                "  {} (another process, e.g. a forked child)\n",
+                p.display()
+            ));
+        }
+    } else {
+        say(format!(
+            "  and {} dumps from {} other processes (forked children or programs it ran)\n",
+            others.len(),
+            other_pids.len()
+        ));
     }
     let Some(heap) = pick(&dumps, pid, false) else {
         say(format!(
