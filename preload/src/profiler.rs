@@ -290,7 +290,21 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     let size = size.min((1 << 40) - 1);
     let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
     let frames = unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth]);
-    let id = HEAP.intern(frames);
+    let t = thread::current();
+    let last = t.last_stack.get();
+    let id = if last != 0
+        && t.last_frame0.get() == frames[0]
+        && t.last_depth.get() as usize == frames.len()
+        && HEAP.is(last, frames)
+    {
+        last
+    } else {
+        let id = HEAP.intern(frames);
+        t.last_frame0.set(frames[0]);
+        t.last_depth.set(frames.len() as u32);
+        t.last_stack.set(id);
+        id
+    };
     if id == 0 || id > MAX_STACK_ID {
         return;
     }

@@ -171,6 +171,20 @@ impl StackTable {
             .all(|(w, &f)| w.load(Ordering::Relaxed) == f as u64)
     }
 
+    /// Whether stack `id` is exactly `frames`.
+    pub fn is(&self, id: u32, frames: &[usize]) -> bool {
+        let off = self.offset_of(id);
+        off != 0 && {
+            let head = self.words_at(off, HEADER_WORDS);
+            head[1].load(Ordering::Relaxed) == frames.len() as u64
+                && self
+                    .words_at(off + HEADER_WORDS, frames.len())
+                    .iter()
+                    .zip(frames)
+                    .all(|(w, &f)| w.load(Ordering::Relaxed) == f as u64)
+        }
+    }
+
     /// The id of `frames`, adding it if new. Returns the overflow id when full (and 0 if the
     /// table was never initialized).
     pub fn intern(&self, frames: &[usize]) -> u32 {
@@ -357,6 +371,8 @@ mod tests {
         let b = t.intern(&[1, 2, 4]);
         assert_ne!(a, b);
         assert_eq!(t.intern(&[1, 2, 3]), a);
+        assert!(t.is(a, &[1, 2, 3]));
+        assert!(!t.is(a, &[1, 2, 4]) && !t.is(a, &[1, 2]) && !t.is(b, &[1, 2, 3]));
         t.add(a, 1024, 100);
         t.add(a, 1024, 50);
         t.sub(a, 1024, 100);

@@ -26,6 +26,11 @@ pub struct ThreadState {
     /// the unwinder is checked against it.
     pub stack_lo: Cell<usize>,
     pub stack_hi: Cell<usize>,
+    /// The last stack this thread interned (innermost frame, depth, id; id 0 = none): a loop
+    /// allocating from one site skips hashing and the index probe.
+    pub last_frame0: Cell<usize>,
+    pub last_depth: Cell<u32>,
+    pub last_stack: Cell<u32>,
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -18,6 +18,9 @@ struct jeprof_thread_state {
     uint64_t last_wait;         /* countdown value last drawn */
     uint64_t stack_lo;          /* this thread's stack mapping, found once (0 = not yet) */
     uint64_t stack_hi;
+    uint64_t last_frame0;       /* the last stack this thread interned: innermost frame, */
+    uint32_t last_depth;        /* depth */
+    uint32_t last_stack;        /* and id (0 = none) */
 };
 
 /* Global but hidden: the Rust side reads it with an inline initial-exec access on x86-64. */
