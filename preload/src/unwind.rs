@@ -320,7 +320,8 @@ const STOP: Decoded = Decoded {
     bp_off: 0,
 };
 
-#[inline(always)]
+/// The packed form, decoded (the walk decodes inline; tests check the round trip).
+#[cfg(test)]
 fn decode(bits: u64) -> Decoded {
     let off = ((bits >> 1) & 4095) as i64 * 8;
     if off == 0 {
@@ -481,40 +482,62 @@ mod x86 {
         // A return address points after the call; its rule is that of the call itself.
         let mut lookup = pc;
         loop {
-            // Hot path: one cache load, decoded in place (see `pack`).
+            // Hot path: one cache load, decoded in place (see `pack`), all in registers.
             let e = slot(lookup).load(Ordering::Relaxed);
-            let d = if e & PC_MASK == lookup as u64 && lookup != 0 {
-                decode(e >> PC_BITS)
+            let bits = if e & PC_MASK == lookup as u64 && lookup != 0 {
+                e >> PC_BITS
             } else {
-                step_for_slow(lookup)
-            };
-            let (cfa, ra, new_bp) = match d.kind {
-                Kind::Cfi => {
-                    let cfa = (if d.cfa_rbp { bp } else { sp }).wrapping_add(d.cfa_off as usize);
-                    let Some(ra) = read(cfa.wrapping_add(d.ra_off as usize)) else {
-                        break;
-                    };
-                    let new_bp = if d.bp_off == 0 {
-                        bp
-                    } else {
-                        match read(cfa.wrapping_add(d.bp_off as usize)) {
-                            Some(v) => v,
-                            None => break,
+                match step_for_slow(lookup) {
+                    Ok(bits) => bits,
+                    // A rule the cache cannot hold (a huge frame, say): step it here.
+                    Err(d) => match step_with(&d, sp, bp, &read) {
+                        Some(next) => {
+                            let (cfa, ra, new_bp) = next;
+                            if cfa <= sp || ra == 0 {
+                                break;
+                            }
+                            if !(n == 0 && sink.skipping && ra >= self_lo && ra < self_hi) {
+                                sink.out[n].write(ra);
+                                n += 1;
+                                if n == cap {
+                                    break;
+                                }
+                            }
+                            (pc, sp, bp) = (ra, cfa, new_bp);
+                            lookup = pc - 1;
+                            continue;
                         }
-                    };
-                    (cfa, ra, new_bp)
+                        None => break,
+                    },
                 }
-                Kind::FramePointer => {
-                    // No unwind info (JIT): frame pointers, under the same checks.
-                    if bp < sp {
-                        break;
+            };
+            let off = ((bits >> 1) & 4095) as usize * 8;
+            let (cfa, ra, new_bp) = if off != 0 {
+                let cfa = (if bits & 1 != 0 { bp } else { sp }).wrapping_add(off);
+                let Some(ra) = read(cfa.wrapping_sub(8)) else {
+                    break;
+                };
+                let slot = ((bits >> 13) & 15) as usize;
+                let new_bp = if slot == 0 {
+                    bp
+                } else {
+                    match read(cfa.wrapping_sub(slot * 8)) {
+                        Some(v) => v,
+                        None => break,
                     }
-                    let (Some(saved_bp), Some(ra)) = (read(bp), read(bp.wrapping_add(8))) else {
-                        break;
-                    };
-                    (bp + 16, ra, saved_bp)
+                };
+                (cfa, ra, new_bp)
+            } else if bits & 1 == 0 {
+                // No unwind info (JIT): frame pointers, under the same checks.
+                if bp < sp {
+                    break;
                 }
-                Kind::Stop => break,
+                let (Some(saved_bp), Some(ra)) = (read(bp), read(bp.wrapping_add(8))) else {
+                    break;
+                };
+                (bp + 16, ra, saved_bp)
+            } else {
+                break; // Step::Stop
             };
             if cfa <= sp || ra == 0 {
                 break; // must move up the stack
@@ -538,19 +561,20 @@ mod x86 {
         true
     }
 
-    /// A cache miss: compute, cache if representable, and return the step either way.
+    /// A cache miss: compute the step and cache it. `Ok(bits)` when it fits the cache's
+    /// packing (see `pack`), else the step itself for `step_with`.
     #[cold]
     #[inline(never)]
-    fn step_for_slow(lookup: usize) -> Decoded {
+    fn step_for_slow(lookup: usize) -> Result<u64, Decoded> {
         let step = compute_step(lookup);
         let key = lookup as u64;
-        if let Some(bits) = pack(step)
-            && key <= PC_MASK
-            && key != 0
-        {
-            slot(lookup).store(key | bits << PC_BITS, Ordering::Relaxed);
+        if let Some(bits) = pack(step) {
+            if key <= PC_MASK && key != 0 {
+                slot(lookup).store(key | bits << PC_BITS, Ordering::Relaxed);
+            }
+            return Ok(bits);
         }
-        match step {
+        Err(match step {
             Step::Cfi(r) => Decoded {
                 kind: Kind::Cfi,
                 cfa_rbp: r.cfa_is_rbp,
@@ -563,6 +587,36 @@ mod x86 {
                 ..STOP
             },
             Step::Stop => STOP,
+        })
+    }
+
+    /// One step by a rule the cache cannot hold: (CFA, return address, caller's rbp).
+    #[cold]
+    #[inline(never)]
+    fn step_with(
+        d: &Decoded,
+        sp: usize,
+        bp: usize,
+        read: &dyn Fn(usize) -> Option<usize>,
+    ) -> Option<(usize, usize, usize)> {
+        match d.kind {
+            Kind::Cfi => {
+                let cfa = (if d.cfa_rbp { bp } else { sp }).wrapping_add(d.cfa_off as usize);
+                let ra = read(cfa.wrapping_add(d.ra_off as usize))?;
+                let new_bp = if d.bp_off == 0 {
+                    bp
+                } else {
+                    read(cfa.wrapping_add(d.bp_off as usize))?
+                };
+                Some((cfa, ra, new_bp))
+            }
+            Kind::FramePointer => {
+                if bp < sp {
+                    return None;
+                }
+                Some((bp + 16, read(bp.wrapping_add(8))?, read(bp)?))
+            }
+            Kind::Stop => None,
         }
     }
 }
