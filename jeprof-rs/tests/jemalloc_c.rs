@@ -49,10 +49,18 @@ int main(int argc, char **argv) {
 /// Compile the program; `None` (after printing why) when the tools are missing.
 fn build(dir: &Path) -> Option<PathBuf> {
     if !have(JEMALLOC) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot run under CI: a missing install step in .ci/run"
+        );
         eprintln!("skipping: {JEMALLOC} not installed (apt-get install libjemalloc2)");
         return None;
     }
     if !have_command("gcc") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot run under CI: a missing install step in .ci/run"
+        );
         eprintln!("skipping: gcc not installed");
         return None;
     }
@@ -265,6 +273,10 @@ fn separate_debug_file_by_debuglink() {
     let dir = temp_dir("debuglink");
     let Some(exe) = build(&dir) else { return };
     if !have_command("objcopy") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot run under CI: a missing install step in .ci/run"
+        );
         eprintln!("skipping: objcopy not installed");
         return;
     }
