@@ -75,7 +75,7 @@ fn dumps_every_second() {
     let dir = TempDir::new("timer");
     let bin = compile_c("triggers", dir.path(), &[]);
     let out = Run::new(&bin)
-        .args(&["timer", "2600"])
+        .args(&["timer", "3000"])
         .profiled(&format!(
             "prof_prefix:{},prof_interval_secs:1",
             dir.prefix()
