@@ -94,6 +94,26 @@ impl Demo {
     }
 }
 
+impl Demo {
+    /// Runs `main ARGS` under the preload with `JEPROF_CONF=prof_prefix:<dir>/jeprof<extra>`;
+    /// it must succeed. Returns the dump directory and the run.
+    fn profiled(
+        &self,
+        test: &str,
+        main: &str,
+        args: &[&str],
+        extra_conf: &str,
+    ) -> (TempDir, Outcome) {
+        let dir = TempDir::new(test);
+        let out = self
+            .java(main, args)
+            .profiled(&format!("prof_prefix:{}{extra_conf}", dir.prefix()))
+            .run();
+        out.expect_success();
+        (dir, out)
+    }
+}
+
 fn lib_is(row: &Row, name: &str) -> bool {
     row.library
         .as_deref()
@@ -142,12 +162,12 @@ fn forgotten_mats_rank_first_exactly() {
     };
     // Enough rounds for the leak (16 MiB) to outgrow HotSpot's own allocations (~9 MiB).
     let rounds = 64i64;
-    let dir = TempDir::new("jvm_exact");
-    let out = demo
-        .java("demo.NativeLeakDemo", &[&rounds.to_string()])
-        .profiled(&format!("prof_prefix:{},lg_prof_sample:0", dir.prefix()))
-        .run();
-    out.expect_success();
+    let (dir, out) = demo.profiled(
+        "jvm_exact",
+        "demo.NativeLeakDemo",
+        &[&rounds.to_string()],
+        ",lg_prof_sample:0",
+    );
     let dump = final_dump(&dir, out.pid);
 
     // Every thumbnail is still allocated at exit (56 evicted and forgotten, 8 in the cache).
@@ -220,12 +240,12 @@ fn forgotten_mats_within_sampling_bound() {
         return;
     };
     let rounds = 300i64;
-    let dir = TempDir::new("jvm_sampled");
-    let out = demo
-        .java("demo.NativeLeakDemo", &[&rounds.to_string()])
-        .profiled(&format!("prof_prefix:{}", dir.prefix()))
-        .run();
-    out.expect_success();
+    let (dir, out) = demo.profiled(
+        "jvm_sampled",
+        "demo.NativeLeakDemo",
+        &[&rounds.to_string()],
+        "",
+    );
     let t = top(&final_dump(&dir, out.pid), &[]);
     let first = &t.rows[0];
     assert_eq!(
@@ -253,12 +273,12 @@ fn no_leak_control_reports_no_mat() {
     let Some(demo) = build("jvm_control") else {
         return;
     };
-    let dir = TempDir::new("jvm_control");
-    let out = demo
-        .java("demo.NativeLeakDemo", &["24", "noleak"])
-        .profiled(&format!("prof_prefix:{},lg_prof_sample:0", dir.prefix()))
-        .run();
-    out.expect_success();
+    let (dir, out) = demo.profiled(
+        "jvm_control",
+        "demo.NativeLeakDemo",
+        &["24", "noleak"],
+        ",lg_prof_sample:0",
+    );
     let t = top(&final_dump(&dir, out.pid), &[]);
     for name in [
         "pixel_alloc",

@@ -28,16 +28,7 @@ fn jeprof_reads_our_dump() {
     let out = Run::new(&bin).profiled(&exact_conf(&dir)).run();
     out.expect_success();
     let dump = final_dump(&dir, out.pid);
-    let jeprof = Run::new("jeprof")
-        .args(&[
-            "--text",
-            "--show_bytes",
-            &bin.to_string_lossy(),
-            &dump.to_string_lossy(),
-        ])
-        .timeout(std::time::Duration::from_secs(120))
-        .run();
-    jeprof.expect_success();
+    let jeprof = run_jeprof(&bin, &dump);
     for (name, bytes) in [
         ("leak_malloc", 3000),
         ("leak_calloc", 4200),
@@ -53,6 +44,21 @@ fn jeprof_reads_our_dump() {
             jeprof.report()
         );
     }
+}
+
+/// `jeprof --text --show_bytes BIN DUMP`, which must succeed.
+fn run_jeprof(bin: &std::path::Path, dump: &std::path::Path) -> Outcome {
+    let jeprof = Run::new("jeprof")
+        .args(&[
+            "--text",
+            "--show_bytes",
+            &bin.to_string_lossy(),
+            &dump.to_string_lossy(),
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .run();
+    jeprof.expect_success();
+    jeprof
 }
 
 #[test]
@@ -71,16 +77,7 @@ fn jeprof_reads_our_mmap_sidecar() {
         .run();
     out.expect_success();
     let dump = final_mmap_dump(&dir, out.pid);
-    let jeprof = Run::new("jeprof")
-        .args(&[
-            "--text",
-            "--show_bytes",
-            &bin.to_string_lossy(),
-            &dump.to_string_lossy(),
-        ])
-        .timeout(std::time::Duration::from_secs(120))
-        .run();
-    jeprof.expect_success();
+    let jeprof = run_jeprof(&bin, &dump);
     for (name, bytes) in [
         ("keep_maps", 3 << 20),
         ("grow_map", 3 << 20),
