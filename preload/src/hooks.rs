@@ -51,12 +51,9 @@ fn account(p: *mut c_void, size: usize) -> *mut c_void {
 }
 
 /// Charges `size` bytes to the thread's countdown *before* the allocation is made; true when
-/// this allocation is to be sampled. Deciding first lets the common case end in a tail call
-/// to the real function: no stack frame, no saved registers, nothing to do afterwards. (If
-/// the real call then fails, the sample path sees a null block and records nothing.)
-///
-/// No reentrancy check is needed: while the profiler itself runs on this thread, the
-/// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
+/// this allocation is to be sampled (the portable form of what the x86-64 fast paths below
+/// do in assembly).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 fn charge(size: usize) -> bool {
     // A size above i64::MAX cannot be allocated; wrapping makes it harmless.
@@ -87,35 +84,77 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
     Some(p)
 }
 
+// ---- the fast paths: malloc, calloc, free ---------------------------------------------------
+//
+// The sample decision is made *before* the real call: the thread's countdown drops by the
+// size, and only at or below zero does the call leave the fast path. Deciding first lets the
+// common case end in a jump to the real function: no stack frame, no saved registers,
+// nothing to do afterwards. (If the real call then fails, the slow path sees a null block and
+// records nothing.) `free` asks the live table's filter: one byte load, no TLS.
+//
+// No reentrancy check is needed: while the profiler itself runs on a thread, its countdown is
+// parked at i64::MAX, so nested allocations cannot reach the slow path.
+//
+// On x86-64 these three are written out as naked functions: rustc reaches a shared object's
+// statics through the GOT (a load per static per call) and tests a function pointer before
+// calling it; here the jump targets (`real::*_JUMP`, never null) and the filter are addressed
+// relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 6.
+//
+// The slow paths are reached by a jump from a frameless function, so the return address on
+// their stack is the application's: the walk starts in their own frame, which stays alive
+// until it is done (`sampled` is not a tail call).
+
 /// # Safety
 /// C `malloc` contract.
+#[cfg(target_arch = "x86_64")]
 #[cfg_attr(not(test), unsafe(no_mangle))]
+// SAFETY: the body only touches this thread's countdown (the first field of `jeprof_tls`,
+// initial-exec TLS) and leaves through a jump with the caller's registers and stack intact.
+#[unsafe(naked)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let f = real::MALLOC.get();
-    if f.is_null() {
-        return malloc_early(size);
-    }
-    // SAFETY: `f` is the real malloc (non-null, resolved by dlsym with this signature).
-    let f = unsafe { core::mem::transmute::<*mut c_void, MallocFn>(f) };
-    if charge(size) {
-        return malloc_sampled(f, size);
-    }
-    // SAFETY: forwarding the caller's argument.
-    unsafe { f(size) }
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "mov rax, qword ptr [rip + jeprof_tls@GOTTPOFF]",
+        "sub qword ptr fs:[rax], rdi",
+        "jle {slow}",
+        "jmp qword ptr [rip + {next}]",
+        ".cfi_endproc",
+        slow = sym malloc_slow,
+        next = sym real::MALLOC_JUMP,
+    )
 }
 
+/// # Safety
+/// C `malloc` contract.
+#[cfg(not(target_arch = "x86_64"))]
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    if charge(size) {
+        // SAFETY: same contract.
+        return unsafe { malloc_slow(size) };
+    }
+    // SAFETY: the jump slot holds the real malloc or the start-up function, both with this
+    // signature; forwarding the caller's argument.
+    unsafe { core::mem::transmute::<*mut c_void, MallocFn>(real::MALLOC_JUMP.get())(size) }
+}
+
+/// `malloc` whose countdown ran out: allocate, then sample.
 #[inline(never)]
-fn malloc_sampled(f: MallocFn, size: usize) -> *mut c_void {
-    // SAFETY: forwarding the caller's argument to the real malloc.
-    let p = unsafe { f(size) };
+unsafe extern "C" fn malloc_slow(size: usize) -> *mut c_void {
+    let f = real::MALLOC.get();
+    if f.is_null() {
+        return malloc_unresolved(size);
+    }
+    // SAFETY: the real malloc (non-null, resolved by dlsym with this signature).
+    let p = unsafe { core::mem::transmute::<*mut c_void, MallocFn>(f)(size) };
     sampled(p, size)
 }
 
-/// `malloc` before the real functions are known (kept out of line so that the hot path needs
-/// no extra saved registers).
+/// `malloc` before the real functions are known: start up, or serve from the bootstrap
+/// arena while inside that start-up (dlsym allocating).
 #[cold]
 #[inline(never)]
-fn malloc_early(size: usize) -> *mut c_void {
+pub extern "C" fn malloc_unresolved(size: usize) -> *mut c_void {
     if let Some(p) = early_alloc(size, 16) {
         return p;
     }
@@ -124,61 +163,124 @@ fn malloc_early(size: usize) -> *mut c_void {
 }
 
 /// # Safety
+/// C `calloc` contract.
+#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(test), unsafe(no_mangle))]
+// SAFETY: as for malloc; `rax` and `rcx` are scratch registers, and the arguments are passed
+// on untouched. (The charge is the wrapped product; the real calloc rejects an overflow, and
+// the slow path then sees a null block.)
+#[unsafe(naked)]
+pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "mov rax, rdi",
+        "imul rax, rsi",
+        "mov rcx, qword ptr [rip + jeprof_tls@GOTTPOFF]",
+        "sub qword ptr fs:[rcx], rax",
+        "jle {slow}",
+        "jmp qword ptr [rip + {next}]",
+        ".cfi_endproc",
+        slow = sym calloc_slow,
+        next = sym real::CALLOC_JUMP,
+    )
+}
+
+/// # Safety
+/// C `calloc` contract.
+#[cfg(not(target_arch = "x86_64"))]
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
+    if charge(n.wrapping_mul(m)) {
+        // SAFETY: same contract.
+        return unsafe { calloc_slow(n, m) };
+    }
+    // SAFETY: as for malloc's jump slot.
+    unsafe { core::mem::transmute::<*mut c_void, CallocFn>(real::CALLOC_JUMP.get())(n, m) }
+}
+
+/// `calloc` whose countdown ran out: allocate, then sample.
+#[inline(never)]
+unsafe extern "C" fn calloc_slow(n: usize, m: usize) -> *mut c_void {
+    let f = real::CALLOC.get();
+    if f.is_null() {
+        return calloc_unresolved(n, m);
+    }
+    // SAFETY: the real calloc, forwarding the caller's arguments (it checks the product).
+    let p = unsafe { core::mem::transmute::<*mut c_void, CallocFn>(f)(n, m) };
+    sampled(p, n.wrapping_mul(m))
+}
+
+/// `calloc` before the real functions are known.
+#[cold]
+#[inline(never)]
+pub extern "C" fn calloc_unresolved(n: usize, m: usize) -> *mut c_void {
+    let Some(size) = n.checked_mul(m) else {
+        crate::sys::set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    if let Some(p) = early_alloc(size, 16) {
+        return p; // bootstrap memory is zeroed
+    }
+    // SAFETY: resolved now; same contract.
+    unsafe { calloc(n, m) }
+}
+
+/// # Safety
 /// C `free` contract.
+#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(test), unsafe(no_mangle))]
+// SAFETY: reads one byte of the filter (index masked into its bounds; `LiveTable` is
+// `repr(C)` with the filter first) and leaves through a jump with the caller's registers and
+// stack intact. NULL needs no test: the filtered path checks it, the real free ignores it.
+#[unsafe(naked)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "mov eax, edi",
+        "and eax, {mask}",
+        "lea rcx, [rip + {live}]",
+        "cmp byte ptr [rcx + rax], 0",
+        "jne {filtered}",
+        "jmp qword ptr [rip + {next}]",
+        ".cfi_endproc",
+        mask = const crate::live::FILTER_MASK,
+        live = sym profiler::LIVE,
+        filtered = sym free_filtered,
+        next = sym real::FREE_JUMP,
+    )
+}
+
+/// # Safety
+/// C `free` contract.
+#[cfg(not(target_arch = "x86_64"))]
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    // NULL needs no test here: its filter slot is almost always empty, the real free(NULL)
-    // does nothing, and the slow path checks.
     if LIVE.filter_hit(p as usize) {
-        return free_filtered(p);
+        // SAFETY: same contract.
+        return unsafe { free_filtered(p) };
     }
-    let f = real::FREE.get();
-    if f.is_null() {
-        return; // no allocator to return it to; leak rather than crash
-    }
-    // SAFETY: `f` is the real free (non-null, resolved by dlsym with this signature).
-    unsafe { core::mem::transmute::<*mut c_void, FreeFn>(f)(p) }
+    // SAFETY: the jump slot holds the real free or the start-up function, both with this
+    // signature.
+    unsafe { core::mem::transmute::<*mut c_void, FreeFn>(real::FREE_JUMP.get())(p) }
 }
 
 /// `free` of a block the filter says may be a live sample (or a bootstrap block).
 #[inline(never)]
-fn free_filtered(p: *mut c_void) {
+unsafe extern "C" fn free_filtered(p: *mut c_void) {
     if p.is_null() || profiler::free_slow(p as usize) {
         return; // NULL, or a bootstrap block: not the real allocator's
     }
+    free_unresolved(p);
+}
+
+/// `free` through the resolved slot; before start-up there is no allocator to return a block
+/// to, and leaking beats crashing.
+pub extern "C" fn free_unresolved(p: *mut c_void) {
     let f = real::FREE.get();
     if !f.is_null() {
         // SAFETY: the real free, for a block it handed out.
         unsafe { core::mem::transmute::<*mut c_void, FreeFn>(f)(p) }
     }
-}
-
-/// # Safety
-/// C `calloc` contract.
-#[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
-    let Some(size) = n.checked_mul(m) else {
-        crate::sys::set_errno(libc::ENOMEM);
-        return core::ptr::null_mut();
-    };
-    if real::CALLOC.get().is_null()
-        && let Some(p) = early_alloc(size, 16)
-    {
-        return p; // bootstrap memory is zeroed
-    }
-    let f = real_fn!(real::CALLOC, CallocFn);
-    if charge(size) {
-        return calloc_sampled(f, n, m, size);
-    }
-    // SAFETY: forwarding.
-    unsafe { f(n, m) }
-}
-
-#[inline(never)]
-fn calloc_sampled(f: CallocFn, n: usize, m: usize, size: usize) -> *mut c_void {
-    // SAFETY: forwarding the caller's arguments to the real calloc.
-    let p = unsafe { f(n, m) };
-    sampled(p, size)
 }
 
 /// # Safety

@@ -1,10 +1,13 @@
 //! The table of live sampled blocks: address → (stack id, size), and the filter in front of it.
 //!
 //! `free` must learn whether a block was sampled, and in sampled mode almost none were. The
-//! **filter** answers first: 64 Ki one-byte counters indexed by a hash of the address, each
-//! counting the live sampled blocks (and bootstrap blocks) that hash there. A zero means
-//! "certainly not sampled": one byte load from a 64 KiB table that nobody writes on the fast
-//! path, so threads share it read-only in their caches. A non-zero (a sampled block, or a
+//! **filter** answers first: 1 Mi one-byte counters indexed by the address modulo 1 MiB (two
+//! instructions; blocks are at least 16-byte aligned, so 64 Ki of them are in use, the same
+//! spread a 64 KiB table indexed by a hash gets, without the multiply), each counting the live
+//! sampled blocks (and bootstrap blocks) that land there. A zero means "certainly not
+//! sampled": one byte load from a table that nobody writes on the fast path, so threads share
+//! it read-only in their caches; pages no sample ever touched are the kernel's zero page, so
+//! in sampled mode it costs a few pages of memory. A non-zero (a sampled block, or a
 //! collision: with n live samples the chance is about n/65536) sends `free` to the table.
 //! Counters saturate at 255 and then stay there (still correct, just less selective). In
 //! exact mode every block is sampled; the filter is filled with 255 once and never updated.
@@ -22,7 +25,9 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
-const FILTER_BITS: u32 = 16;
+const FILTER_BITS: u32 = 20;
+/// `free`'s filter index is `address & FILTER_MASK` (the x86-64 fast path uses it directly).
+pub const FILTER_MASK: usize = (1 << FILTER_BITS) - 1;
 const MIN_SLOTS: usize = 256;
 const SIZE_BITS: u32 = 40;
 const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
@@ -53,10 +58,14 @@ unsafe impl Sync for Shard {}
 // SAFETY: the table's memory is owned by the shard (a private mapping), not tied to a thread.
 unsafe impl Send for Shard {}
 
+/// `repr(C)` with the filter first: the x86-64 `free` addresses it as the table's own address.
+#[repr(C)]
 pub struct LiveTable {
     filter: [AtomicU8; 1 << FILTER_BITS],
     shards: [Shard; SHARDS],
 }
+
+const _: () = assert!(core::mem::offset_of!(LiveTable, filter) == 0);
 
 /// What the table remembers of a sampled block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +240,7 @@ impl LiveTable {
 
     #[inline(always)]
     fn filter_slot(&self, addr: usize) -> &AtomicU8 {
-        &self.filter[(hash(addr) >> (64 - FILTER_BITS)) as usize]
+        &self.filter[addr & FILTER_MASK]
     }
 
     /// The fast-path question: false means `addr` is certainly not a live sampled (or
@@ -343,7 +352,8 @@ mod tests {
 
     #[test]
     fn insert_lookup_remove() {
-        let t = LiveTable::new();
+        static T: LiveTable = LiveTable::new(); // 1 MiB: not on a test thread's stack
+        let t = &T;
         assert!(!t.filter_hit(0x1000));
         assert!(t.insert(0x1000, Block { stack: 5, size: 77 }));
         assert!(t.filter_hit(0x1000));
@@ -354,7 +364,8 @@ mod tests {
 
     #[test]
     fn churn_keeps_every_live_entry_findable() {
-        let t = LiveTable::new();
+        static T: LiveTable = LiveTable::new(); // 1 MiB: not on a test thread's stack
+        let t = &T;
         let mut live = std::collections::HashMap::new();
         let mut x: u64 = 12345;
         for round in 0..200_000u64 {
@@ -389,7 +400,8 @@ mod tests {
 
     #[test]
     fn filter_saturates_and_stays_correct() {
-        let t = LiveTable::new();
+        static T: LiveTable = LiveTable::new(); // 1 MiB: not on a test thread's stack
+        let t = &T;
         // 300 addresses in the same filter slot: the counter sticks at 255.
         let target = t.filter_slot(0x1000) as *const AtomicU8;
         let same: Vec<usize> = (1..40_000_000usize)
@@ -412,10 +424,10 @@ mod tests {
 
     #[test]
     fn concurrent_threads_insert_and_remove() {
-        let t = std::sync::Arc::new(LiveTable::new());
+        static T: LiveTable = LiveTable::new();
+        let t = &T;
         let hs: Vec<_> = (0..4usize)
             .map(|k| {
-                let t = t.clone();
                 std::thread::spawn(move || {
                     for r in 0..20 {
                         let base = (k + 1) << 32;

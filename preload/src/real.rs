@@ -34,6 +34,31 @@ impl Slot {
     }
 }
 
+/// Where the exported `malloc`/`calloc`/`free` go on their fast path: a start-up function
+/// until `resolve_all` stores the real one. Never null, so the fast path is a single indirect
+/// jump with no test.
+#[repr(transparent)]
+pub struct Jump(AtomicPtr<c_void>);
+
+impl Jump {
+    const fn to(f: *mut c_void) -> Self {
+        Jump(AtomicPtr::new(f))
+    }
+    #[inline(always)]
+    pub fn get(&self) -> *mut c_void {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn set_if_found(&self, f: *mut c_void) {
+        if !f.is_null() {
+            self.0.store(f, Ordering::Release);
+        }
+    }
+}
+
+pub static MALLOC_JUMP: Jump = Jump::to(crate::hooks::malloc_unresolved as *mut c_void);
+pub static CALLOC_JUMP: Jump = Jump::to(crate::hooks::calloc_unresolved as *mut c_void);
+pub static FREE_JUMP: Jump = Jump::to(crate::hooks::free_unresolved as *mut c_void);
+
 pub static MALLOC: Slot = Slot::new();
 pub static FREE: Slot = Slot::new();
 pub static CALLOC: Slot = Slot::new();
@@ -99,6 +124,9 @@ pub fn resolve_all() -> bool {
     set(&MMAP64, &[c"mmap64", c"mmap"]);
     set(&MUNMAP, &[c"munmap"]);
     set(&MREMAP, &[c"mremap"]);
+    MALLOC_JUMP.set_if_found(MALLOC.get());
+    CALLOC_JUMP.set_if_found(CALLOC.get());
+    FREE_JUMP.set_if_found(FREE.get());
     STATE.store(RESOLVED, Ordering::Release);
     !MALLOC.get().is_null() && !FREE.get().is_null()
 }
