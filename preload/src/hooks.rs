@@ -270,12 +270,16 @@ unsafe extern "C" fn free_filtered(p: *mut c_void) {
     if p.is_null() || profiler::free_slow(p as usize) {
         return; // NULL, or a bootstrap block: not the real allocator's
     }
-    free_unresolved(p);
+    // SAFETY: the caller's block, for the real free.
+    unsafe { free_unresolved(p) };
 }
 
 /// `free` through the resolved slot; before start-up there is no allocator to return a block
 /// to, and leaking beats crashing.
-pub extern "C" fn free_unresolved(p: *mut c_void) {
+///
+/// # Safety
+/// C `free` contract.
+pub unsafe extern "C" fn free_unresolved(p: *mut c_void) {
     let f = real::FREE.get();
     if !f.is_null() {
         // SAFETY: the real free, for a block it handed out.
