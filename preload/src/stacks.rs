@@ -43,6 +43,14 @@ pub struct StackTable {
     full_said: AtomicBool,
 }
 
+/// The four counter words of a stack's stripe: cumulative allocated and freed objects (fixed
+/// point) and bytes. In use is allocated minus freed (wrapping: a block may be freed by a thread
+/// writing another stripe), so an allocation and a free each cost two atomic additions.
+const FREED_OBJS: usize = 0;
+const FREED_BYTES: usize = 1;
+const ALLOC_OBJS: usize = 2;
+const ALLOC_BYTES: usize = 3;
+
 /// Counters of one stack: in-use and cumulative objects (fixed point) and bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -255,10 +263,8 @@ impl StackTable {
             return;
         }
         let c = self.counters(id);
-        c[0].fetch_add(objs, Ordering::Relaxed);
-        c[1].fetch_add(bytes, Ordering::Relaxed);
-        c[2].fetch_add(objs, Ordering::Relaxed);
-        c[3].fetch_add(bytes, Ordering::Relaxed);
+        c[ALLOC_OBJS].fetch_add(objs, Ordering::Relaxed);
+        c[ALLOC_BYTES].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Removes a freed allocation's weight from the in-use counters of stack `id`.
@@ -267,8 +273,8 @@ impl StackTable {
             return;
         }
         let c = self.counters(id);
-        c[0].fetch_sub(objs, Ordering::Relaxed);
-        c[1].fetch_sub(bytes, Ordering::Relaxed);
+        c[FREED_OBJS].fetch_add(objs, Ordering::Relaxed);
+        c[FREED_BYTES].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Calls `f(id, frames, counts)` for every stack, by id: the work is proportional to the
@@ -308,10 +314,10 @@ impl StackTable {
             }
         }
         Counts {
-            inuse_objs: sum[0],
-            inuse_bytes: sum[1],
-            alloc_objs: sum[2],
-            alloc_bytes: sum[3],
+            inuse_objs: sum[ALLOC_OBJS].wrapping_sub(sum[FREED_OBJS]),
+            inuse_bytes: sum[ALLOC_BYTES].wrapping_sub(sum[FREED_BYTES]),
+            alloc_objs: sum[ALLOC_OBJS],
+            alloc_bytes: sum[ALLOC_BYTES],
         }
     }
 
@@ -342,8 +348,8 @@ impl StackTable {
             return;
         }
         let c = self.counters(id);
-        c[0].fetch_add(objs_delta as u64, Ordering::Relaxed);
-        c[1].fetch_add(bytes_delta as u64, Ordering::Relaxed);
+        c[FREED_OBJS].fetch_sub(objs_delta as u64, Ordering::Relaxed);
+        c[FREED_BYTES].fetch_sub(bytes_delta as u64, Ordering::Relaxed);
     }
 }
 
@@ -354,8 +360,10 @@ impl StackTable {
             return;
         }
         let c = self.counters(id);
-        c[2].fetch_add(objs, Ordering::Relaxed);
-        c[3].fetch_add(bytes, Ordering::Relaxed);
+        c[ALLOC_OBJS].fetch_add(objs, Ordering::Relaxed);
+        c[ALLOC_BYTES].fetch_add(bytes, Ordering::Relaxed);
+        c[FREED_OBJS].fetch_add(objs, Ordering::Relaxed);
+        c[FREED_BYTES].fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
