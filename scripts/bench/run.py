@@ -80,19 +80,32 @@ for name in ("plain", "jeprof sampled (512 KiB)", "jeprof exact"):
     print(f"  {name:<26} {one[name]:6.1f} ns -> {two[name]:6.1f} ns ({two[name] / one[name]:.2f}x)")
 
 if shutil.which("valgrind"):
-    n = "200000"
+    # Two lengths: the difference is the cost per pair, the rest the fixed cost of start-up and
+    # the final dump (which a longer run amortizes).
+    short, long_ = 200000, 1000000
     counts = {}
     for name, env in (("plain", {}), ("jeprof sampled (512 KiB)", SAMPLED), ("jeprof exact", EXACT)):
-        out = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/cg.out",
-                              prog, "1", n], env=dict(os.environ, **env),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        m = re.search(r"Collected : (\d+)", out.stderr)
-        counts[name] = int(m.group(1)) if m else None
-        clean()
-    print(f"\ninstructions (callgrind, 1 thread x {n} pairs):")
-    for name, c in counts.items():
-        if c:
-            print(f"  {name:<26} {c:>13,}  {c / counts['plain']:.3f}x  {c / int(n):7.1f} per pair")
+        for n in (short, long_):
+            out = subprocess.run(["valgrind", "--tool=callgrind",
+                                  f"--callgrind-out-file={work}/cg.out", prog, "1", str(n)],
+                                 env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+            m = re.search(r"Collected : (\d+)", out.stderr)
+            if not m:
+                raise SystemExit(f"bench: callgrind failed for {name}")
+            counts[name, n] = int(m.group(1))
+            clean()
+    per_pair = {name: (counts[name, long_] - counts[name, short]) / (long_ - short)
+                for name, _ in {k[0]: 0 for k in counts}.items()}
+    print(f"\ninstructions (callgrind, 1 thread; per pair from {short:,} and {long_:,} pairs):")
+    print(f"  {'configuration':<26} {'total, ' + format(long_, ','):>16} {'ratio':>7} "
+          f"{'per pair':>9} {'ratio':>7} {'fixed':>11}")
+    base_total, base_pair = counts["plain", long_], per_pair["plain"]
+    for name, pp in per_pair.items():
+        total = counts[name, long_]
+        fixed = total - pp * long_
+        print(f"  {name:<26} {total:>16,} {total / base_total:7.3f} {pp:9.1f} {pp / base_pair:7.3f} "
+              f"{fixed - (base_total - base_pair * long_):>+11,.0f}")
 
 n = 1000000
 rss = {}
