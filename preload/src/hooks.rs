@@ -264,9 +264,13 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     unsafe { core::mem::transmute::<*mut c_void, FreeFn>(real::FREE_JUMP.get())(p) }
 }
 
-/// `free` of a block the filter says may be a live sample (or a bootstrap block).
+/// `free` of a block the filter says may be a live sample (or a bootstrap block); in exact
+/// mode, every `free` (through the jump slot).
+///
+/// # Safety
+/// C `free` contract.
 #[inline(never)]
-unsafe extern "C" fn free_filtered(p: *mut c_void) {
+pub unsafe extern "C" fn free_filtered(p: *mut c_void) {
     if p.is_null() || profiler::free_slow(p as usize) {
         return; // NULL, or a bootstrap block: not the real allocator's
     }

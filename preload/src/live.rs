@@ -10,7 +10,9 @@
 //! in sampled mode it costs a few pages of memory. A non-zero (a sampled block, or a
 //! collision: with n live samples the chance is about n/65536) sends `free` to the table.
 //! Counters saturate at 255 and then stay there (still correct, just less selective). In
-//! exact mode every block is sampled; the filter is filled with 255 once and never updated.
+//! exact mode every block is sampled: the filter is left empty (all of it the kernel's zero
+//! page, which costs `free` no cache misses) and `free`'s jump slot goes to the table instead
+//! (see `profiler::init`).
 //!
 //! The **table** is split into 256 shards by hash, each an open-addressing table with linear
 //! probing and backward-shift deletion (no tombstones, so probes stay short under churn), under
@@ -62,6 +64,8 @@ unsafe impl Send for Shard {}
 #[repr(C)]
 pub struct LiveTable {
     filter: [AtomicU8; 1 << FILTER_BITS],
+    /// Every block is sampled (exact mode): the filter is bypassed and not maintained.
+    every: AtomicBool,
     shards: [Shard; SHARDS],
 }
 
@@ -234,6 +238,7 @@ impl LiveTable {
     pub const fn new() -> Self {
         LiveTable {
             filter: [const { AtomicU8::new(0) }; 1 << FILTER_BITS],
+            every: AtomicBool::new(false),
             shards: [const { Shard::new() }; SHARDS],
         }
     }
@@ -247,7 +252,7 @@ impl LiveTable {
     /// bootstrap) block. Store-free.
     #[inline(always)]
     pub fn filter_hit(&self, addr: usize) -> bool {
-        self.filter_slot(addr).load(Ordering::Relaxed) != 0
+        self.filter_slot(addr).load(Ordering::Relaxed) != 0 || self.every.load(Ordering::Relaxed)
     }
 
     /// Marks `addr` in the filter (insertions, and bootstrap blocks).
@@ -265,11 +270,10 @@ impl LiveTable {
         });
     }
 
-    /// Exact mode: every block is sampled, so every free must consult the table.
-    pub fn saturate_filter(&self) {
-        for f in &self.filter {
-            f.store(STUCK, Ordering::Relaxed);
-        }
+    /// Exact mode: every block is sampled, so every free must consult the table; the filter
+    /// says yes to every address from now on and is no longer maintained.
+    pub fn set_every_block(&self) {
+        self.every.store(true, Ordering::Relaxed);
     }
 
     /// The shard of `addr`: chosen by the 64 KiB region it lies in, not by the address itself,
@@ -293,7 +297,7 @@ impl LiveTable {
             }
             ok
         });
-        if ok {
+        if ok && !self.every.load(Ordering::Relaxed) {
             // After the insertion: a free of `addr` can only come after this returns.
             self.filter_add(addr);
         }
@@ -309,7 +313,7 @@ impl LiveTable {
             t.delete(i);
             Some(b)
         });
-        if r.is_some() {
+        if r.is_some() && !self.every.load(Ordering::Relaxed) {
             self.filter_remove(addr);
         }
         r
@@ -418,7 +422,8 @@ mod tests {
             assert!(t.remove(a).is_some());
         }
         assert!(t.filter_hit(same[0]), "stuck counters never return to zero");
-        t.saturate_filter();
+        assert!(!t.filter_hit(0x5555_0000));
+        t.set_every_block();
         assert!(t.filter_hit(0x5555_0000));
     }
 

@@ -111,7 +111,8 @@ pub fn init() {
     unwind::init(cfg.libgcc_unwinder);
     LG_SAMPLE.store(cfg.lg_sample, Ordering::Relaxed);
     if cfg.lg_sample == 0 {
-        LIVE.saturate_filter();
+        LIVE.set_every_block();
+        real::FREE_JUMP.divert(crate::hooks::free_filtered as *mut c_void);
     }
     find_allocator();
     TRACK_MMAP.store(cfg.mmap, Ordering::Relaxed);

@@ -48,6 +48,10 @@ impl Jump {
     pub fn get(&self) -> *mut c_void {
         self.0.load(Ordering::Relaxed)
     }
+    /// Sends the fast path elsewhere (exact mode: every `free` to the live table).
+    pub fn divert(&self, f: *mut c_void) {
+        self.0.store(f, Ordering::Release);
+    }
     fn set_if_found(&self, f: *mut c_void) {
         if !f.is_null() {
             self.0.store(f, Ordering::Release);
