@@ -60,8 +60,9 @@ unsafe impl Sync for Shard {}
 // SAFETY: the table's memory is owned by the shard (a private mapping), not tied to a thread.
 unsafe impl Send for Shard {}
 
-/// `repr(C)` with the filter first: the x86-64 `free` addresses it as the table's own address.
-#[repr(C)]
+/// `repr(C)` with the filter first: the x86-64 `free` addresses it as the table's own address;
+/// cache-line aligned so that no other static shares the filter's lines.
+#[repr(C, align(64))]
 pub struct LiveTable {
     filter: [AtomicU8; 1 << FILTER_BITS],
     /// Every block is sampled (exact mode): the filter is bypassed and not maintained.

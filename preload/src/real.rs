@@ -36,8 +36,9 @@ impl Slot {
 
 /// Where the exported `malloc`/`calloc`/`free` go on their fast path: a start-up function
 /// until `resolve_all` stores the real one. Never null, so the fast path is a single indirect
-/// jump with no test.
-#[repr(transparent)]
+/// jump with no test. Each on its own cache line, which nothing writes after start-up: a
+/// static written at run time next to it would make every call a cache miss on other cores.
+#[repr(C, align(64))]
 pub struct Jump(AtomicPtr<c_void>);
 
 impl Jump {
