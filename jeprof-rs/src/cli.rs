@@ -96,30 +96,37 @@ pub struct SelectArgs {
     pub perf_map: Option<PathBuf>,
 }
 
+/// How `top`, `diff` and `trend` print their table.
+#[derive(Args, Debug)]
+pub struct RowsArgs {
+    /// Number of rows.
+    #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
+    pub n: usize,
+    /// Group rows by function, source line or library.
+    #[arg(long, value_enum, default_value_t = By::Function)]
+    pub by: By,
+    /// Print exact byte counts instead of KiB/MiB/GiB.
+    #[arg(long)]
+    pub bytes: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct TopArgs {
     /// Heap profile (default: the newest *.heap file in the current directory).
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub measure: MeasureArgs,
-    /// Number of rows.
-    #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
-    pub n: usize,
     /// Subtract this older profile's stacks from FILE's.
     #[arg(long, value_name = "OLD")]
     pub base: Option<PathBuf>,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Group rows by function, source line or library.
-    #[arg(long, value_enum, default_value_t = By::Function)]
-    pub by: By,
     /// Print JSON: {"total_bytes", "total_objects", "unit", "rows": [{"name", "library",
     /// "file", "line", "flat_bytes", "flat_objects", "cum_bytes", "cum_objects"}]}.
     #[arg(long)]
     pub json: bool,
-    /// Print exact byte counts instead of KiB/MiB/GiB.
-    #[arg(long)]
-    pub bytes: bool,
+    #[command(flatten)]
+    pub rows: RowsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -156,17 +163,10 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub measure: MeasureArgs,
-    /// Number of rows.
-    #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
-    pub n: usize,
-    /// Group sites by function, source line or library.
-    #[arg(long, value_enum, default_value_t = By::Function)]
-    pub by: By,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Print exact byte counts instead of KiB/MiB/GiB.
-    #[arg(long)]
-    pub bytes: bool,
+    #[command(flatten)]
+    pub rows: RowsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -185,17 +185,10 @@ pub struct TrendArgs {
     /// Dumps of one process (ordered by their `# time:` metadata, else by sequence number).
     #[arg(required = true, num_args = 2..)]
     pub dumps: Vec<PathBuf>,
-    /// Number of rows.
-    #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
-    pub n: usize,
-    /// Group sites by function, source line or library.
-    #[arg(long, value_enum, default_value_t = By::Function)]
-    pub by: By,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Print exact byte counts instead of KiB/MiB/GiB.
-    #[arg(long)]
-    pub bytes: bool,
+    #[command(flatten)]
+    pub rows: RowsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -359,11 +352,16 @@ pub fn cmd_top(a: TopArgs, out: &mut dyn Write) -> Result<i32, Error> {
         None => newest_dump()?,
     };
     let (loaded, stacks) = stacks_with_base(&file, a.base.as_deref(), &a.select)?;
-    let t = top::compute(&loaded.analysis.tables, &stacks, a.measure.measure(), a.by);
+    let t = top::compute(
+        &loaded.analysis.tables,
+        &stacks,
+        a.measure.measure(),
+        a.rows.by,
+    );
     let text = if a.json {
-        top::to_json(&t, a.n)
+        top::to_json(&t, a.rows.n)
     } else {
-        let mut text = top::to_text(&t, a.n, a.bytes);
+        let mut text = top::to_text(&t, a.rows.n, a.rows.bytes);
         let whole = a.base.is_none() && a.select.focus.is_none() && a.select.ignore.is_none();
         if whole && a.measure.measure() == Measure::InuseSpace {
             let mem = memory::Memory::from_metadata(&loaded.profiles[0].metadata);
@@ -424,9 +422,9 @@ pub fn cmd_diff(a: DiffArgs, out: &mut dyn Write) -> Result<i32, Error> {
         &selected(&loaded, 0, &filter),
         &selected(&loaded, 1, &filter),
         measure,
-        a.by,
+        a.rows.by,
     );
-    write_out(out, &diff::to_text(&rows, a.n, measure, a.bytes))?;
+    write_out(out, &diff::to_text(&rows, a.rows.n, measure, a.rows.bytes))?;
     Ok(0)
 }
 
@@ -480,16 +478,21 @@ pub fn cmd_trend(a: TrendArgs, out: &mut dyn Write) -> Result<i32, Error> {
             stacks: &stacks[i],
         })
         .collect();
-    let rows = trend::compute(&loaded.analysis.tables, &points, Measure::InuseSpace, a.by);
+    let rows = trend::compute(
+        &loaded.analysis.tables,
+        &points,
+        Measure::InuseSpace,
+        a.rows.by,
+    );
     write_out(
         out,
         &trend::to_text(
             &rows,
-            a.n,
+            a.rows.n,
             Measure::InuseSpace,
             per_hour,
             paths.len(),
-            a.bytes,
+            a.rows.bytes,
         ),
     )?;
     Ok(0)
