@@ -14,13 +14,20 @@
 //! page, which costs `free` no cache misses) and `free`'s jump slot goes to the table instead
 //! (see `profiler::init`).
 //!
-//! The **table** is split into 256 shards by hash, each an open-addressing table with linear
-//! probing and backward-shift deletion (no tombstones, so probes stay short under churn), under
-//! its own spin lock: no global lock anywhere. Tables grow by doubling into fresh memory from
-//! `map_anon`; the old one is unmapped (only lock holders ever read a table).
+//! The **table** is split into 256 shards by address region, each under its own spin lock (no
+//! global lock anywhere). A shard's table is an array of 64-byte buckets of four 16-byte
+//! entries, plus one overflow counter per bucket (after F14's design): an entry goes into the
+//! first bucket with room from its home bucket on, and each full bucket it passes counts it.
+//! A lookup reads the home bucket, compares its four keys without a loop or a branch per key,
+//! and goes on to the next bucket only if the key is not there and the overflow counter is
+//! non-zero, which at load ≤ 3/4 is rare. Deleting clears the entry and uncounts it on the
+//! buckets it had passed: no tombstones, no backward shift, so cost does not grow with churn.
+//! (Linear probing ran a probe loop and a backward-shift loop of variable length per
+//! operation.) Tables grow by doubling into fresh
+//! memory from `map_anon`; the old one is unmapped (only lock holders ever read a table).
 //!
-//! Entry: 16 bytes, `key` = address (0 = empty), `val` = stack id (24 bits) | size (40 bits).
-//! At load ≤ 3/4 after growth that is 21–43 bytes per live block.
+//! Entry: `key` = address (0 = empty), `val` = stack id (24 bits) | size (40 bits). At load
+//! between 3/8 and 3/4 that is 21–43 bytes per live block, plus 1/64 byte per slot of counters.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -30,7 +37,7 @@ const SHARDS: usize = 1 << SHARD_BITS;
 const FILTER_BITS: u32 = 20;
 /// `free`'s filter index is `address & FILTER_MASK` (the x86-64 fast path uses it directly).
 pub const FILTER_MASK: usize = (1 << FILTER_BITS) - 1;
-const MIN_SLOTS: usize = 256;
+const MIN_BUCKETS: usize = 64;
 const SIZE_BITS: u32 = 40;
 const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
 pub const MAX_STACK_ID: u32 = (1 << (64 - SIZE_BITS)) - 1;
@@ -43,9 +50,19 @@ struct Slot {
     val: u64,
 }
 
+/// Slots per bucket: one 64-byte cache line.
+const WAYS: usize = 4;
+
+/// A shard's table: `buckets` cache lines of `WAYS` slots, then one overflow counter per
+/// bucket, all in one private mapping.
 struct Table {
     slots: *mut Slot,
-    mask: usize,
+    /// `overflow[b]`: live entries that wanted bucket `b` or an earlier one, found it full, and
+    /// went on past `b`. A lookup that misses in `b` stops when it is 0. Saturates at `STUCK`
+    /// (then never decremented: still correct, lookups just go on a little further).
+    overflow: *mut u8,
+    /// Number of buckets − 1 (a power of two minus one).
+    bmask: usize,
     len: usize,
 }
 
@@ -81,12 +98,14 @@ pub struct Block {
 
 #[inline(always)]
 fn hash(addr: usize) -> u64 {
-    ((addr as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    (addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// The bucket where `addr`'s entry goes if it has room: high bits of the product, which
+/// depend on all the address bits below them (the shard took the top 8).
 #[inline(always)]
-fn home(h: u64, mask: usize) -> usize {
-    (h >> 8) as usize & mask
+fn home(h: u64, bmask: usize) -> usize {
+    (h >> 24) as usize & bmask
 }
 
 fn pack(b: Block) -> u64 {
@@ -101,55 +120,61 @@ fn unpack(v: u64) -> Block {
 }
 
 impl Table {
-    fn slot(&mut self, i: usize) -> &mut Slot {
-        // SAFETY: callers mask `i` with `self.mask`; `slots` has mask + 1 entries.
-        unsafe { &mut *self.slots.add(i) }
+    fn buckets(&self) -> usize {
+        if self.slots.is_null() {
+            0
+        } else {
+            self.bmask + 1
+        }
     }
 
-    fn find(&mut self, key: u64, h: u64) -> Option<usize> {
-        if self.slots.is_null() {
-            return None;
-        }
-        let mut i = home(h, self.mask);
-        loop {
-            let k = self.slot(i).key;
-            if k == key {
-                return Some(i);
-            }
-            if k == 0 {
-                return None;
-            }
-            i = (i + 1) & self.mask;
-        }
+    fn bucket(&mut self, b: usize) -> &mut [Slot; WAYS] {
+        // SAFETY: callers mask `b` with `self.bmask`; `slots` has (bmask + 1) · WAYS entries.
+        unsafe { &mut *self.slots.add(b * WAYS).cast::<[Slot; WAYS]>() }
+    }
+
+    fn overflow(&mut self, b: usize) -> &mut u8 {
+        // SAFETY: as in `bucket`; the counters follow the slots in the same mapping.
+        unsafe { &mut *self.overflow.add(b) }
+    }
+
+    /// Bit j set where slot j of bucket `b` holds `key` (0: where it is empty). No loop and
+    /// no branch: four compares of one cache line.
+    #[inline(always)]
+    fn matches(&mut self, b: usize, key: u64) -> u32 {
+        let s = self.bucket(b);
+        (s[0].key == key) as u32
+            | ((s[1].key == key) as u32) << 1
+            | ((s[2].key == key) as u32) << 2
+            | ((s[3].key == key) as u32) << 3
     }
 
     /// Makes room for one more entry; false if memory ran out.
     fn reserve(&mut self) -> bool {
-        let cap = if self.slots.is_null() {
-            0
-        } else {
-            self.mask + 1
-        };
-        if (self.len + 1) * 4 <= cap * 3 {
+        let old_buckets = self.buckets();
+        if (self.len + 1) * 4 <= old_buckets * WAYS * 3 {
             return true;
         }
-        let n = (cap * 2).max(MIN_SLOTS);
-        let Some(mem) = crate::sys::map_anon(n * core::mem::size_of::<Slot>()) else {
+        let n = (old_buckets * 2).max(MIN_BUCKETS);
+        let Some(mem) = crate::sys::map_anon(Self::bytes(n)) else {
             return false;
         };
         let old = Table {
             slots: self.slots,
-            mask: self.mask,
+            overflow: self.overflow,
+            bmask: self.bmask,
             len: self.len,
         };
         *self = Table {
             slots: mem.cast(),
-            mask: n - 1,
+            // SAFETY: the mapping holds n · WAYS slots followed by n counters.
+            overflow: unsafe { mem.add(n * WAYS * core::mem::size_of::<Slot>()) },
+            bmask: n - 1,
             len: 0,
         };
-        if !old.slots.is_null() {
-            for i in 0..cap {
-                // SAFETY: i < cap, within the old table.
+        if old_buckets != 0 {
+            for i in 0..old_buckets * WAYS {
+                // SAFETY: i is within the old table's slots.
                 let s = unsafe { *old.slots.add(i) };
                 if s.key != 0 {
                     self.put(s);
@@ -157,40 +182,63 @@ impl Table {
             }
             // SAFETY: the old table was made by map_anon with this size and is no longer
             // referenced (readers hold the shard lock, which we hold).
-            unsafe { crate::sys::unmap(old.slots.cast(), cap * core::mem::size_of::<Slot>()) };
+            unsafe { crate::sys::unmap(old.slots.cast(), Self::bytes(old_buckets)) };
         }
         true
     }
 
-    fn put(&mut self, s: Slot) {
-        let mut i = home(hash(s.key as usize), self.mask);
-        while self.slot(i).key != 0 {
-            i = (i + 1) & self.mask;
-        }
-        *self.slot(i) = s;
-        self.len += 1;
+    fn bytes(buckets: usize) -> usize {
+        buckets * (WAYS * core::mem::size_of::<Slot>() + 1)
     }
 
-    /// Backward-shift deletion of slot `i`.
-    fn delete(&mut self, mut i: usize) {
-        let mask = self.mask;
-        let mut j = i;
+    /// Stores `s` (room was reserved): in the first bucket from its home with an empty slot,
+    /// counting an overflow on each full bucket passed.
+    fn put(&mut self, s: Slot) {
+        let mut b = home(hash(s.key as usize), self.bmask);
         loop {
-            j = (j + 1) & mask;
-            let s = *self.slot(j);
-            if s.key == 0 {
-                break;
+            let free = self.matches(b, 0);
+            if free != 0 {
+                self.bucket(b)[free.trailing_zeros() as usize] = s;
+                self.len += 1;
+                return;
             }
-            // Entry j may move into the hole at i unless its home lies cyclically in (i, j].
-            let from_home = j.wrapping_sub(home(hash(s.key as usize), mask)) & mask;
-            let from_hole = j.wrapping_sub(i) & mask;
-            if from_home >= from_hole {
-                *self.slot(i) = s;
-                i = j;
-            }
+            let o = self.overflow(b);
+            *o = o.saturating_add(1);
+            b = (b + 1) & self.bmask;
         }
-        *self.slot(i) = Slot { key: 0, val: 0 };
-        self.len -= 1;
+    }
+
+    /// Removes `key` and returns its value. Almost always one bucket: the home one.
+    fn take(&mut self, key: u64) -> Option<u64> {
+        if self.slots.is_null() {
+            return None;
+        }
+        let start = home(hash(key as usize), self.bmask);
+        let mut b = start;
+        for _ in 0..=self.bmask {
+            let m = self.matches(b, key);
+            if m != 0 {
+                let s = &mut self.bucket(b)[m.trailing_zeros() as usize];
+                let val = s.val;
+                *s = Slot { key: 0, val: 0 };
+                self.len -= 1;
+                // It had passed every bucket from its home to here: uncount it.
+                let mut p = start;
+                while p != b {
+                    let o = self.overflow(p);
+                    if *o != STUCK {
+                        *o -= 1;
+                    }
+                    p = (p + 1) & self.bmask;
+                }
+                return Some(val);
+            }
+            if *self.overflow(b) == 0 {
+                return None;
+            }
+            b = (b + 1) & self.bmask;
+        }
+        None
     }
 }
 
@@ -200,7 +248,8 @@ impl Shard {
             lock: AtomicBool::new(false),
             table: UnsafeCell::new(Table {
                 slots: core::ptr::null_mut(),
-                mask: 0,
+                overflow: core::ptr::null_mut(),
+                bmask: 0,
                 len: 0,
             }),
         }
@@ -307,13 +356,7 @@ impl LiveTable {
 
     /// Removes `addr` if it is a live sampled block and returns what was recorded for it.
     pub fn remove(&self, addr: usize) -> Option<Block> {
-        let h = hash(addr);
-        let r = self.shard(addr).with(|t| {
-            let i = t.find(addr as u64, h)?;
-            let b = unpack(t.slot(i).val);
-            t.delete(i);
-            Some(b)
-        });
+        let r = self.shard(addr).with(|t| t.take(addr as u64).map(unpack));
         if r.is_some() && !self.every.load(Ordering::Relaxed) {
             self.filter_remove(addr);
         }
@@ -458,6 +501,52 @@ mod tests {
             h.join().unwrap();
         }
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn overflowing_buckets_stay_findable_and_drain() {
+        let mut t = Table {
+            slots: core::ptr::null_mut(),
+            overflow: core::ptr::null_mut(),
+            bmask: 0,
+            len: 0,
+        };
+        assert!(t.reserve());
+        let bmask = t.bmask;
+        // 14 keys with one home bucket: they fill it and the next two, and one more spills
+        // into a fourth bucket (wrapping past the end if the home is the last one).
+        let target = home(hash(0x10_0000), bmask);
+        let keys: Vec<u64> = (0..)
+            .map(|i: u64| 0x10_0000 + i * 16)
+            .filter(|&k| home(hash(k as usize), bmask) == target)
+            .take(14)
+            .collect();
+        for (i, &k) in keys.iter().enumerate() {
+            assert!(t.reserve());
+            t.put(Slot {
+                key: k,
+                val: i as u64,
+            });
+        }
+        assert_eq!(*t.overflow(target), 10, "10 keys went past their home");
+        assert_eq!(*t.overflow((target + 3) & bmask), 0);
+        // Take them from the middle out: every remaining one must stay findable.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| (i as i64 - 7).abs());
+        for (n, &i) in order.iter().enumerate() {
+            assert_eq!(t.take(keys[i]), Some(i as u64), "key {i}");
+            assert_eq!(t.take(keys[i]), None);
+            for &j in &order[n + 1..] {
+                let b = (0..4)
+                    .map(|d| (target + d) & bmask)
+                    .find(|&b| t.matches(b, keys[j]) != 0);
+                assert!(b.is_some(), "key {j} lost after removing {i}");
+            }
+        }
+        assert_eq!(t.len, 0);
+        for d in 0..4 {
+            assert_eq!(*t.overflow((target + d) & bmask), 0, "counter {d} drains");
+        }
     }
 
     #[test]
