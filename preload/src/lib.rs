@@ -14,7 +14,8 @@
 //!   bootstrap arena; `thread`: initial-exec per-thread state (C shim).
 //! - `profiler`: sampling slow paths, mapping events, dumps, fork handling.
 //! - `sampler` (math), `stacks` (lock-free stack table), `live` (live sampled blocks),
-//!   `mmaps` (mapped ranges), `unwind` (call stacks) with `cfi` (DWARF rules), `dump`
+//!   `mmaps` (mapped ranges), `unwind` (call stacks) with `cfi` (DWARF rules) and `memo`
+//!   (repeated stacks recognized without a walk), `dump`
 //!   (heap_v2 writer),
 //!   `config` (`JEPROF_CONF`).
 //! - `sys`, `fmt`, `sync`: OS calls, allocation-free formatting, a spin lock.
@@ -25,6 +26,7 @@ pub mod dump;
 pub mod fmt;
 pub mod hooks;
 pub mod live;
+pub mod memo;
 pub mod mmaps;
 pub mod profiler;
 pub mod real;

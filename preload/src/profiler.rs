@@ -287,24 +287,41 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     count_allocated(allocated);
 }
 
-fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
-    let size = size.min((1 << 40) - 1);
-    let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
-    let frames = unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth]);
-    let t = thread::current();
+/// The id of a walked stack: the thread's last one when the walk found the same frames (a
+/// loop allocating from one site through different registers), else from the table.
+fn intern_heap_stack(t: &ThreadState, frames: &[usize]) -> u32 {
     let last = t.last_stack.get();
-    let id = if last != 0
+    if last != 0
         && t.last_frame0.get() == frames[0]
         && t.last_depth.get() as usize == frames.len()
         && HEAP.is(last, frames)
     {
-        last
-    } else {
-        let id = HEAP.intern(frames);
-        t.last_frame0.set(frames[0]);
-        t.last_depth.set(frames.len() as u32);
-        t.last_stack.set(id);
-        id
+        return last;
+    }
+    let id = HEAP.intern(frames);
+    t.last_frame0.set(frames[0]);
+    t.last_depth.set(frames.len() as u32);
+    t.last_stack.set(id);
+    id
+}
+
+fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
+    let size = size.min((1 << 40) - 1);
+    let t = thread::current();
+    // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
+    // `Busy`), so no other reference to it exists while this one lives.
+    let memo = unsafe { &mut *t.memo.get() };
+    let id = match memo.repeat(regs) {
+        Some(id) => id,
+        None => {
+            let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
+            let mut reads = unwind::Reads::new();
+            let frames =
+                unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth], &mut reads);
+            let id = intern_heap_stack(t, frames);
+            memo.remember(regs, &reads, id);
+            id
+        }
     };
     if id == 0 || id > MAX_STACK_ID {
         return;
@@ -446,7 +463,11 @@ pub fn on_map(addr: usize, len: usize, prot: i32, regs: unwind::Regs) {
         MAPS.lock().unmap(addr, end, &mut mapped_delta);
     } else {
         let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
-        let frames = unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth]);
+        let frames = unwind::backtrace_from(
+            Some(regs),
+            &mut buf[..config().max_depth],
+            &mut unwind::Reads::new(),
+        );
         if from_allocator(frames[0]) {
             sys::set_errno(saved);
             return;

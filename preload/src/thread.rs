@@ -7,7 +7,9 @@
 //! Fields are `Cell`s: hooks can re-enter (the real allocator may call a hooked function), so
 //! the state is only ever reached through shared references.
 
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
+
+use crate::memo::{MEMO_BYTES, Memo};
 
 #[repr(C)]
 pub struct ThreadState {
@@ -31,7 +33,12 @@ pub struct ThreadState {
     pub last_frame0: Cell<usize>,
     pub last_depth: Cell<u32>,
     pub last_stack: Cell<u32>,
+    /// The last walk (`memo.rs`); only this thread, under its reentrancy guard, touches it.
+    pub memo: UnsafeCell<Memo>,
 }
+
+/// `thread_state.c` checks the same size on its side.
+const _: () = assert!(core::mem::size_of::<ThreadState>() == 64 + MEMO_BYTES);
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe extern "C" {

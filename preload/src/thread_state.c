@@ -21,7 +21,16 @@ struct jeprof_thread_state {
     uint64_t last_frame0;       /* the last stack this thread interned: innermost frame, */
     uint32_t last_depth;        /* depth */
     uint32_t last_stack;        /* and id (0 = none) */
+    struct {                    /* the last walk, see src/memo.rs */
+        uint64_t pc, sp, bp;
+        uint32_t id, bp_used;
+        uint64_t n;
+        uint64_t words[64][2];
+    } memo;
 };
+
+_Static_assert(sizeof(struct jeprof_thread_state) == 64 + 40 + 16 * 64,
+               "must match ThreadState in src/thread.rs");
 
 /* Global but hidden: the Rust side reads it with an inline initial-exec access on x86-64. */
 __attribute__((visibility("hidden"))) __thread struct jeprof_thread_state jeprof_tls

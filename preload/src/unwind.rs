@@ -148,6 +148,62 @@ impl Regs {
     }
 }
 
+/// Stack words a walk may log before it stops logging (a deeper walk is not repeatable).
+pub const MAX_READS: usize = 64;
+
+/// The log of one walk: every stack word it read, in order, and whether it used the starting
+/// rbp. A walk is a function of its start registers, the words it reads and the code's unwind
+/// rules (fixed while the code stays loaded), so a later walk from the same registers that
+/// finds the same words at the same addresses yields the same frames (see `memo.rs`).
+pub struct Reads {
+    pub at: [MaybeUninit<(usize, usize)>; MAX_READS],
+    pub n: usize,
+    /// The log is complete: our walker ran on the thread's own stack and read at most
+    /// `MAX_READS` words.
+    pub complete: bool,
+    /// The starting rbp mattered (a CFA or frame-pointer step used it before it was reloaded).
+    pub bp_used: bool,
+}
+
+impl Reads {
+    pub fn new() -> Self {
+        Reads {
+            at: [MaybeUninit::uninit(); MAX_READS],
+            n: 0,
+            complete: false,
+            bp_used: false,
+        }
+    }
+
+    #[inline(always)]
+    fn log(&mut self, addr: usize, value: usize) {
+        if self.n < MAX_READS {
+            self.at[self.n].write((addr, value));
+            self.n += 1;
+        } else {
+            self.complete = false;
+        }
+    }
+
+    /// The logged words, when the log is complete.
+    pub fn words(&self) -> Option<&[(usize, usize)]> {
+        if !self.complete {
+            return None;
+        }
+        // SAFETY: the first `n` entries were written by `log`.
+        Some(unsafe {
+            &*(&self.at[..self.n] as *const [MaybeUninit<(usize, usize)>]
+                as *const [(usize, usize)])
+        })
+    }
+}
+
+impl Default for Reads {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Fills `out` with the caller's stack (innermost first, our frames skipped); returns the
 /// number of frames. Always at least 1 when `out` is non-empty: an empty walk yields one
 /// placeholder frame so that every dump record names something.
@@ -161,12 +217,20 @@ pub fn backtrace(out: &mut [usize]) -> usize {
 /// `backtrace` into uninitialized memory (saves zeroing a large buffer per sample); returns
 /// the frames written.
 pub fn backtrace_into(out: &mut [MaybeUninit<usize>]) -> &[usize] {
-    backtrace_from(None, out)
+    backtrace_from(None, out, &mut Reads::new())
 }
 
-/// Like `backtrace_into`, starting from registers captured by a hook when given.
+/// Like `backtrace_into`, starting from registers captured by a hook when given, logging the
+/// walk's reads into `reads`.
 #[inline(never)]
-pub fn backtrace_from(start: Option<Regs>, out: &mut [MaybeUninit<usize>]) -> &[usize] {
+pub fn backtrace_from<'a>(
+    start: Option<Regs>,
+    out: &'a mut [MaybeUninit<usize>],
+    reads: &mut Reads,
+) -> &'a [usize] {
+    reads.n = 0;
+    reads.complete = false;
+    reads.bp_used = false;
     if out.is_empty() {
         return &[];
     }
@@ -177,15 +241,14 @@ pub fn backtrace_from(start: Option<Regs>, out: &mut [MaybeUninit<usize>]) -> &[
     };
     #[cfg(target_arch = "x86_64")]
     let done = DL_FIND_OBJECT.load(Ordering::Relaxed) != 0
-        && x86::walk(start.unwrap_or_else(Regs::capture), &mut sink);
+        && x86::walk(start.unwrap_or_else(Regs::capture), &mut sink, reads);
     #[cfg(not(target_arch = "x86_64"))]
     let done = {
         let _ = start;
         false
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = false;
     if !done {
+        reads.complete = false;
         sink.len = 0;
         sink.skipping = true;
         // SAFETY: `on_frame` matches the callback ABI and only touches `sink` through `arg`.
@@ -446,7 +509,7 @@ mod x86 {
 
     /// Walks from this function up. Returns false only if the walk could not start (no stack
     /// bounds), so that the caller falls back to libgcc.
-    pub fn walk(start: Regs, sink: &mut Sink<'_>) -> bool {
+    pub fn walk(start: Regs, sink: &mut Sink<'_>, reads: &mut Reads) -> bool {
         let Regs {
             mut pc,
             mut sp,
@@ -465,13 +528,19 @@ mod x86 {
             }
             (lo, hi) = (l, h);
         }
+        // Repeatable only on the thread's own stack, whose bounds never change.
+        reads.complete = (lo, hi) == (t.stack_lo.get(), t.stack_hi.get());
+        // The starting rbp is still the one in `bp` (no step has reloaded it yet).
+        let mut bp_is_start = true;
         // Every read is 8-aligned and inside [lo, hi): mapped and readable (we run on it).
-        let read = |addr: usize| -> Option<usize> {
+        let mut read = |addr: usize| -> Option<usize> {
             if addr < lo || addr > hi - 8 || !addr.is_multiple_of(8) {
                 return None;
             }
             // SAFETY: checked just above.
-            Some(unsafe { core::ptr::read_volatile(addr as *const usize) })
+            let v = unsafe { core::ptr::read_volatile(addr as *const usize) };
+            reads.log(addr, v);
+            Some(v)
         };
         let (self_lo, self_hi) = (
             SELF_LO.load(Ordering::Relaxed),
@@ -479,6 +548,7 @@ mod x86 {
         );
         let cap = sink.out.len();
         let mut n = 0;
+        let mut bp_used = false;
         // A return address points after the call; its rule is that of the call itself.
         let mut lookup = pc;
         loop {
@@ -490,9 +560,12 @@ mod x86 {
                 match step_for_slow(lookup) {
                     Ok(bits) => bits,
                     // A rule the cache cannot hold (a huge frame, say): step it here.
-                    Err(d) => match step_with(&d, sp, bp, &read) {
+                    Err(d) => match step_with(&d, sp, bp, &mut read) {
                         Some(next) => {
                             let (cfa, ra, new_bp) = next;
+                            let uses_bp = d.kind == Kind::FramePointer || d.cfa_rbp;
+                            bp_used |= uses_bp && bp_is_start;
+                            bp_is_start &= d.kind == Kind::Cfi && d.bp_off == 0;
                             if cfa <= sp || ra == 0 {
                                 break;
                             }
@@ -513,11 +586,13 @@ mod x86 {
             };
             let off = ((bits >> 1) & 4095) as usize * 8;
             let (cfa, ra, new_bp) = if off != 0 {
+                bp_used |= bits & 1 != 0 && bp_is_start;
                 let cfa = (if bits & 1 != 0 { bp } else { sp }).wrapping_add(off);
                 let Some(ra) = read(cfa.wrapping_sub(8)) else {
                     break;
                 };
                 let slot = ((bits >> 13) & 15) as usize;
+                bp_is_start &= slot == 0;
                 let new_bp = if slot == 0 {
                     bp
                 } else {
@@ -529,6 +604,8 @@ mod x86 {
                 (cfa, ra, new_bp)
             } else if bits & 1 == 0 {
                 // No unwind info (JIT): frame pointers, under the same checks.
+                bp_used |= bp_is_start;
+                bp_is_start = false;
                 if bp < sp {
                     break;
                 }
@@ -558,6 +635,7 @@ mod x86 {
         }
         sink.len = n;
         sink.skipping = false;
+        reads.bp_used = bp_used;
         true
     }
 
@@ -597,7 +675,7 @@ mod x86 {
         d: &Decoded,
         sp: usize,
         bp: usize,
-        read: &dyn Fn(usize) -> Option<usize>,
+        read: &mut dyn FnMut(usize) -> Option<usize>,
     ) -> Option<(usize, usize, usize)> {
         match d.kind {
             Kind::Cfi => {

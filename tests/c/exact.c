@@ -298,8 +298,33 @@ static void threads(void) {
     for (int i = 0; i < NTHREADS; i++) pthread_join(t[i], NULL);
 }
 
+/* One allocation site reached alternately through two callers, each from two grandparents,
+ * all with alike frames: every walk starts from the same pc, sp and rbp, and only words
+ * further up the stack tell the four paths apart (the unwinder's memo must see them).
+ * same_leaf keeps 20 blocks, 4000 B; via_left 5 + 5 of 100 B, via_right 5 + 5 of 300 B;
+ * from_a and from_b 2000 B each. */
+NOINLINE void *same_leaf(size_t n) {
+    void *p = malloc(n);
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+NOINLINE void via_left(void) { hold(same_leaf(100)); }
+NOINLINE void via_right(void) { hold(same_leaf(300)); }
+NOINLINE void from_a(int right) {
+    if (right) via_right(); else via_left();
+}
+NOINLINE void from_b(int right) {
+    if (right) via_right(); else via_left();
+}
+NOINLINE void alternate_paths(void) {
+    for (int i = 0; i < 20; i++) {
+        if (i & 2) from_b(i & 1); else from_a(i & 1);
+    }
+}
+
 int main(void) {
     leak_malloc();
+    alternate_paths();
     leak_calloc();
     leak_large();
     realloc_chains();

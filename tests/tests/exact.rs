@@ -70,6 +70,7 @@ const KEPT: &[(&str, i64, i64)] = &[
     ("per_thread_leak_6", 7000, 7),
     ("per_thread_leak_7", 8000, 8),
     ("shared_thread_leak", 8 * 10 * 333, 80),
+    ("same_leaf", 4000, 20),
 ];
 
 #[test]
@@ -100,6 +101,28 @@ fn dump_is_exact_heap_v2() {
         t.render()
     );
     assert!(f.outcome.stdout.contains("failures=0"));
+}
+
+/// Four paths to one site whose walks start from identical registers: each path gets exactly
+/// its own bytes (a repeated-stack shortcut that looked only at the start would merge them).
+#[test]
+fn alternating_callers_are_told_apart() {
+    let t = inuse();
+    t.expect_flat("same_leaf", 4000, 20);
+    for (name, bytes, objects) in [
+        ("via_left", 1000, 10),
+        ("via_right", 3000, 10),
+        ("from_a", 2000, 10),
+        ("from_b", 2000, 10),
+    ] {
+        assert_eq!(
+            t.cum(name),
+            (bytes, objects),
+            "{}: cum of {name}\n{}",
+            t.command,
+            t.render()
+        );
+    }
 }
 
 #[test]

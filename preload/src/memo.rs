@@ -1,0 +1,69 @@
+//! The thread's last walk, kept to recognize a repeated stack without walking it again.
+//!
+//! A walk is a chain of dependent loads (rule, return address, next rule, …), so its cost grows
+//! with depth however fast each step is. But a walk is a function of its start registers, the
+//! stack words it reads and the unwind rules of the code it crosses (`unwind::Reads`). A loop
+//! that allocates from one site starts every walk from the same pc and sp; if the words the
+//! last walk read are still the same at the same addresses, this walk would read exactly them
+//! and take exactly the same steps, so its stack is the last one's. Checking that is one
+//! independent load and compare per word, which the CPU overlaps. Any difference (another
+//! caller, another depth, a changed frame) falls back to the walk, which logs a new memo.
+//!
+//! The memo lives in the thread's TLS block (`thread.rs`), written only by its own thread with
+//! the reentrancy guard held; a new thread starts with an empty one (TLS is zero-filled).
+
+use crate::unwind::{MAX_READS, Reads, Regs};
+
+#[repr(C)]
+pub struct Memo {
+    pc: usize,
+    sp: usize,
+    bp: usize,
+    /// Stack id of the memorized walk; 0 = none.
+    id: u32,
+    /// Compare `bp` too (the walk used the starting rbp).
+    bp_used: u32,
+    n: usize,
+    words: [(usize, usize); MAX_READS],
+}
+
+/// Size of `Memo`, which `thread_state.c` reserves (checked there and here).
+pub const MEMO_BYTES: usize = 40 + 16 * MAX_READS;
+const _: () = assert!(core::mem::size_of::<Memo>() == MEMO_BYTES);
+
+impl Memo {
+    /// The stack id of the memorized walk if a walk from `regs` would repeat it.
+    #[inline]
+    pub fn repeat(&self, regs: Regs) -> Option<u32> {
+        if self.id == 0
+            || regs.pc != self.pc
+            || regs.sp != self.sp
+            || (self.bp_used != 0 && regs.bp != self.bp)
+        {
+            return None;
+        }
+        let mut same = true;
+        for &(addr, value) in &self.words[..self.n.min(MAX_READS)] {
+            // SAFETY: `remember` keeps only complete logs, made on this thread's own stack
+            // with every address checked to lie inside it (aligned, in bounds); the thread's
+            // stack stays mapped while the thread runs, and only this thread reads its memo.
+            same &= unsafe { core::ptr::read_volatile(addr as *const usize) } == value;
+        }
+        same.then_some(self.id)
+    }
+
+    /// Keeps the walk from `regs` that `reads` logged and produced stack `id`, if repeatable.
+    pub fn remember(&mut self, regs: Regs, reads: &Reads, id: u32) {
+        self.id = 0;
+        let Some(words) = reads.words() else {
+            return;
+        };
+        self.pc = regs.pc;
+        self.sp = regs.sp;
+        self.bp = regs.bp;
+        self.bp_used = reads.bp_used as u32;
+        self.n = words.len();
+        self.words[..words.len()].copy_from_slice(words);
+        self.id = id;
+    }
+}
