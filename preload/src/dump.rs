@@ -21,6 +21,7 @@ use core::ffi::{CStr, c_int};
 use core::fmt::Write as _;
 
 use crate::fmt::StackBuf;
+use crate::live::LiveTable;
 use crate::sampler;
 use crate::stacks::StackTable;
 use crate::sys;
@@ -108,12 +109,53 @@ struct Row {
     c: [u64; 4],
 }
 
+/// Where a profile's in-use counts come from.
+pub enum InUse<'a> {
+    /// The table's own counters (allocated minus freed): mappings.
+    Counters,
+    /// The live blocks in this table, summed now (`LiveTable::tally`): the heap, whose `free`
+    /// path then only removes an entry and touches no counter.
+    Live(&'a LiveTable),
+}
+
 /// Writes one profile of `table` to a new file at `path`. `lg_sample` is the sample period's
 /// log2 (0 for exact counts; the mmap space is always exact). Returns what was written, or the
 /// errno of the failed open/write.
 pub fn write_profile(
     path: &CStr,
     table: &StackTable,
+    inuse: InUse<'_>,
+    lg_sample: u32,
+    meta: &Meta<'_>,
+    buf: &mut DumpBuf,
+) -> Result<Written, c_int> {
+    // Pass 0: in-use counts from the live blocks, before the cumulative counters are read (a
+    // block is counted as allocated before it enters the table, so every stack's allocated
+    // count then covers its in-use one).
+    let live = match inuse {
+        InUse::Counters => None,
+        InUse::Live(l) => {
+            let ids = table.len() + 1;
+            let bytes = ids * core::mem::size_of::<[u64; 2]>();
+            let mem = sys::map_anon(bytes).ok_or(libc::ENOMEM)?;
+            // SAFETY: a fresh zeroed mapping of `ids` pairs, unmapped below.
+            let sums = unsafe { core::slice::from_raw_parts_mut(mem.cast::<[u64; 2]>(), ids) };
+            l.tally(lg_sample, sums);
+            Some(sums)
+        }
+    };
+    let written = write_rows(path, table, live.as_deref(), lg_sample, meta, buf);
+    if let Some(sums) = live {
+        // SAFETY: the mapping made above, no longer referenced.
+        unsafe { sys::unmap(sums.as_mut_ptr().cast(), core::mem::size_of_val(sums)) };
+    }
+    written
+}
+
+fn write_rows(
+    path: &CStr,
+    table: &StackTable,
+    live: Option<&[[u64; 2]]>,
     lg_sample: u32,
     meta: &Meta<'_>,
     buf: &mut DumpBuf,
@@ -129,7 +171,10 @@ pub fn write_profile(
     let mut frames = [0usize; crate::config::MAX_DEPTH_LIMIT];
     let mut w = Written::default();
     let period = (1u64 << lg_sample) as f64;
-    table.for_each(&mut frames, |id, _, c| {
+    table.for_each(&mut frames, |id, _, mut c| {
+        if let Some(sums) = live {
+            [c.inuse_objs, c.inuse_bytes] = sums.get(id as usize).copied().unwrap_or([0, 0]);
+        }
         if n == cap || (c.inuse_objs == 0 && c.alloc_objs == 0) {
             return;
         }
@@ -329,7 +374,7 @@ mod tests {
         t.add(a, sampler::OBJ_ONE, 100);
         t.add(a, sampler::OBJ_ONE, 100);
         t.add(b, sampler::OBJ_ONE, 7);
-        t.sub(b, sampler::OBJ_ONE, 7);
+        t.adjust_inuse(b, -(sampler::OBJ_ONE as i64), -7);
         let dir = std::env::temp_dir().join(format!("jeprof-dump-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("p.heap");
@@ -339,6 +384,7 @@ mod tests {
         let w = write_profile(
             &cpath,
             &t,
+            InUse::Counters,
             0,
             &Meta {
                 kind: "heap",
@@ -381,6 +427,7 @@ mod tests {
             write_profile(
                 &cpath,
                 &t,
+                InUse::Counters,
                 0,
                 &Meta {
                     kind: "heap",

@@ -363,6 +363,29 @@ impl LiveTable {
         r
     }
 
+    /// Adds the weight of every live block to `out[stack]` as (objects in fixed point, bytes),
+    /// shard by shard under each shard's lock: the in-use counts of a profile. Blocks of
+    /// stacks past the end of `out` (interned after the caller sized it) are left out.
+    pub fn tally(&self, lg_sample: u32, out: &mut [[u64; 2]]) {
+        for s in &self.shards {
+            s.with(|t| {
+                for i in 0..t.buckets() * WAYS {
+                    // SAFETY: i is within the table's slots.
+                    let slot = unsafe { *t.slots.add(i) };
+                    if slot.key == 0 {
+                        continue;
+                    }
+                    let b = unpack(slot.val);
+                    if let Some(acc) = out.get_mut(b.stack as usize) {
+                        let (objs, bytes) = crate::sampler::weight(b.size, lg_sample);
+                        acc[0] += objs;
+                        acc[1] += bytes;
+                    }
+                }
+            });
+        }
+    }
+
     /// Takes every shard lock (before fork).
     pub fn lock_all(&self) {
         for s in &self.shards {
@@ -547,6 +570,34 @@ mod tests {
         for d in 0..4 {
             assert_eq!(*t.overflow((target + d) & bmask), 0, "counter {d} drains");
         }
+    }
+
+    #[test]
+    fn tally_sums_live_blocks_by_stack() {
+        static T: LiveTable = LiveTable::new();
+        let t = &T;
+        for i in 0..1000usize {
+            t.insert(
+                0x10_0000 + i * 48,
+                Block {
+                    stack: (i % 3) as u32 + 1,
+                    size: i as u64,
+                },
+            );
+        }
+        for i in (0..1000usize).step_by(2) {
+            t.remove(0x10_0000 + i * 48);
+        }
+        let mut out = [[0u64; 2]; 3]; // stack 3 is past the end: left out
+        t.tally(0, &mut out);
+        let one = crate::sampler::OBJ_ONE;
+        let want = |k: usize| {
+            let sizes = (1..1000u64)
+                .step_by(2)
+                .filter(|i| (i % 3) as usize + 1 == k);
+            [sizes.clone().count() as u64 * one, sizes.sum()]
+        };
+        assert_eq!(out, [[0, 0], want(1), want(2)]);
     }
 
     #[test]

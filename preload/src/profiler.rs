@@ -13,7 +13,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{Config, MAX_DEPTH_LIMIT};
-use crate::dump::{self, DumpBuf, Meta};
+use crate::dump::{self, DumpBuf, InUse, Meta};
 use crate::fmt::StackBuf;
 use crate::live::{Block, LiveTable, MAX_STACK_ID};
 use crate::mmaps::MAPS;
@@ -337,7 +337,7 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
             }
         }
     } else {
-        HEAP.sub(id, objs, bytes);
+        // Counted as allocated, never as in use: no entry says it is live.
         if !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
             sys::say(&[b"out of memory for the live-block table; some blocks are not tracked"]);
         }
@@ -356,19 +356,19 @@ pub fn free_slow(addr: usize) -> bool {
     false
 }
 
-/// Slow path of `free`/`realloc` for a pointer that may be a live sample: forget it and take
-/// its weight off its stack. Returns what was recorded, for `realloc` failure recovery.
+/// Slow path of `free`/`realloc` for a pointer that may be a live sample: forget it. Nothing
+/// else to undo: in-use counts are the live table's contents, summed when a profile is
+/// written (`LiveTable::tally`). Returns what was recorded, for `realloc` failure recovery.
 #[cold]
 #[inline(never)]
 pub fn forget(addr: usize) -> Option<Block> {
     let _busy = Busy::enter();
     let b = LIVE.remove(addr);
-    if let Some(b) = b {
-        let (objs, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
-        HEAP.sub(b.stack, objs, bytes);
-        if config().gdump {
-            INUSE.fetch_sub(bytes, Ordering::Relaxed);
-        }
+    if let Some(b) = b
+        && config().gdump
+    {
+        let (_, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
+        INUSE.fetch_sub(bytes, Ordering::Relaxed);
     }
     b
 }
@@ -377,13 +377,10 @@ pub fn forget(addr: usize) -> Option<Block> {
 #[cold]
 pub fn restore(addr: usize, b: Block) {
     let _busy = Busy::enter();
-    let (objs, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
-    if LIVE.insert(addr, b) {
-        // In-use only: the cumulative counters were charged when the block was first recorded.
-        HEAP.adjust_inuse(b.stack, objs as i64, bytes as i64);
-        if config().gdump {
-            INUSE.fetch_add(bytes, Ordering::Relaxed);
-        }
+    // In use again; the cumulative counters were charged when the block was first recorded.
+    if LIVE.insert(addr, b) && config().gdump {
+        let (_, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
+        INUSE.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
@@ -593,13 +590,15 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         mallinfo: mallinfo(),
     };
     let written = match name.as_cstr() {
-        Some(path) => match dump::write_profile(path, &HEAP, lg, &meta, &mut st.buf) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                report_write_error(name.as_bytes(), e);
-                None
+        Some(path) => {
+            match dump::write_profile(path, &HEAP, InUse::Live(&LIVE), lg, &meta, &mut st.buf) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    report_write_error(name.as_bytes(), e);
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     if TRACK_MMAP.load(Ordering::Relaxed) {
@@ -611,7 +610,8 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
             mallinfo: None,
         };
         if let Some(path) = mname.as_cstr()
-            && let Err(e) = dump::write_profile(path, &MAPPED, 0, &meta, &mut st.buf)
+            && let Err(e) =
+                dump::write_profile(path, &MAPPED, InUse::Counters, 0, &meta, &mut st.buf)
             && written.is_some()
         {
             report_write_error(mname.as_bytes(), e);

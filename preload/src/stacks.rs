@@ -13,7 +13,9 @@
 //! line each. A thread adds to its own stripe (`thread::ThreadState::stripe`), so two threads
 //! allocating from the same stack do not bounce one cache line between their cores; readers
 //! sum the stripes with wrapping arithmetic (a block allocated on one stripe and freed on
-//! another nets out in the sum).
+//! another nets out in the sum). The heap table's in-use counters stay at "all allocated":
+//! its profiles take in-use counts from the live-block table instead (`dump::InUse::Live`),
+//! so that `free` touches no counter; the mapping table keeps its counters both ways.
 //!
 //! When the index or the arena is full, new stacks are counted under one "overflow" stack
 //! and the condition is reported once.
@@ -267,16 +269,6 @@ impl StackTable {
         c[ALLOC_BYTES].fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Removes a freed allocation's weight from the in-use counters of stack `id`.
-    pub fn sub(&self, id: u32, objs: u64, bytes: u64) {
-        if id == 0 {
-            return;
-        }
-        let c = self.counters(id);
-        c[FREED_OBJS].fetch_add(objs, Ordering::Relaxed);
-        c[FREED_BYTES].fetch_add(bytes, Ordering::Relaxed);
-    }
-
     /// Calls `f(id, frames, counts)` for every stack, by id: the work is proportional to the
     /// stacks that exist, not to the table's capacity (whose untouched pages stay untouched).
     /// Ids whose record lost a publication race were never handed out and have zero counts.
@@ -342,7 +334,7 @@ impl Default for StackTable {
 pub extern "C" fn overflow_marker() {}
 
 impl StackTable {
-    /// Adjusts only the in-use counters by signed deltas (mappings split and shrink).
+    /// Adjusts only the in-use counters by signed deltas (mappings split, shrink and go away).
     pub fn adjust_inuse(&self, id: u32, objs_delta: i64, bytes_delta: i64) {
         if id == 0 {
             return;
@@ -383,7 +375,7 @@ mod tests {
         assert!(!t.is(a, &[1, 2, 4]) && !t.is(a, &[1, 2]) && !t.is(b, &[1, 2, 3]));
         t.add(a, 1024, 100);
         t.add(a, 1024, 50);
-        t.sub(a, 1024, 100);
+        t.adjust_inuse(a, -1024, -100);
         let mut seen = Vec::new();
         let mut scratch = [0usize; 8];
         t.for_each(&mut scratch, |_, f, c| seen.push((f.to_vec(), c)));
