@@ -98,7 +98,7 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 // On x86-64 these three are written out as naked functions: rustc reaches a shared object's
 // statics through the GOT (a load per static per call) and tests a function pointer before
 // calling it; here the jump targets (`real::*_JUMP`, never null) and the filter are addressed
-// relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 6.
+// relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 7.
 //
 // The slow paths are reached by a jump from a frameless function, so the return address on
 // their stack is the application's: the walk starts in their own frame, which stays alive
@@ -237,13 +237,14 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     core::arch::naked_asm!(
         ".cfi_startproc",
         "mov eax, edi",
-        "and eax, {mask}",
+        "shr eax, {shift}",
+        "movzx eax, ax",
         "lea rcx, [rip + {live}]",
         "cmp byte ptr [rcx + rax], 0",
         "jne {filtered}",
         "jmp qword ptr [rip + {next}]",
         ".cfi_endproc",
-        mask = const crate::live::FILTER_MASK,
+        shift = const crate::live::FILTER_SHIFT,
         live = sym profiler::LIVE,
         filtered = sym free_filtered,
         next = sym real::FREE_JUMP,

@@ -1,17 +1,18 @@
 //! The table of live sampled blocks: address → (stack id, size), and the filter in front of it.
 //!
 //! `free` must learn whether a block was sampled, and in sampled mode almost none were. The
-//! **filter** answers first: 1 Mi one-byte counters indexed by the address modulo 1 MiB (two
-//! instructions; blocks are at least 16-byte aligned, so 64 Ki of them are in use, the same
-//! spread a 64 KiB table indexed by a hash gets, without the multiply), each counting the live
-//! sampled blocks (and bootstrap blocks) that land there. A zero means "certainly not
-//! sampled": one byte load from a table that nobody writes on the fast path, so threads share
-//! it read-only in their caches; pages no sample ever touched are the kernel's zero page, so
-//! in sampled mode it costs a few pages of memory. A non-zero (a sampled block, or a
-//! collision: with n live samples the chance is about n/65536) sends `free` to the table.
-//! Counters saturate at 255 and then stay there (still correct, just less selective). In
-//! exact mode every block is sampled: the filter is left empty (all of it the kernel's zero
-//! page, which costs `free` no cache misses) and `free`'s jump slot goes to the table instead
+//! **filter** answers first: 64 Ki one-byte counters indexed by address bits 4–19 (three
+//! instructions; blocks are at least 16-byte aligned), each counting the live sampled blocks
+//! (and bootstrap blocks) that land there. A zero means "certainly not sampled": one byte load
+//! from a table that nobody writes on the fast path, so threads share it read-only in their
+//! caches. A non-zero (a sampled block, or a collision: with n live samples the chance is
+//! about n/65536) sends `free` to the table. Counters saturate at 255 and then stay there
+//! (still correct, just less selective). The filter is 64 KiB, not bigger: every sample
+//! writes a byte somewhere in it, so in a long run all of its pages become real memory, and
+//! `free` reads it at random; an earlier 1 MiB filter (index = address modulo 1 MiB, one
+//! instruction less) made that read a cache and TLB miss often enough to cost more than the
+//! instruction saved. In exact mode every block is sampled: the filter is left empty and
+//! `free`'s jump slot goes to the table instead
 //! (see `profiler::init`).
 //!
 //! The **table** is split into 256 shards by address region, each under its own spin lock (no
@@ -34,8 +35,10 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
-const FILTER_BITS: u32 = 20;
-/// `free`'s filter index is `address & FILTER_MASK` (the x86-64 fast path uses it directly).
+/// `free`'s filter index is `(address >> FILTER_SHIFT) & FILTER_MASK`: 16 bits, so that the
+/// x86-64 fast path masks with one `movzx`.
+pub const FILTER_BITS: u32 = 16;
+pub const FILTER_SHIFT: u32 = 4;
 pub const FILTER_MASK: usize = (1 << FILTER_BITS) - 1;
 const MIN_BUCKETS: usize = 64;
 const SIZE_BITS: u32 = 40;
@@ -88,6 +91,10 @@ pub struct LiveTable {
 }
 
 const _: () = assert!(core::mem::offset_of!(LiveTable, filter) == 0);
+const _: () = assert!(
+    FILTER_BITS == 16,
+    "the x86-64 free masks the filter index with movzx"
+);
 
 /// What the table remembers of a sampled block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +302,7 @@ impl LiveTable {
 
     #[inline(always)]
     fn filter_slot(&self, addr: usize) -> &AtomicU8 {
-        &self.filter[addr & FILTER_MASK]
+        &self.filter[(addr >> FILTER_SHIFT) & FILTER_MASK]
     }
 
     /// The fast-path question: false means `addr` is certainly not a live sampled (or
@@ -423,7 +430,7 @@ mod tests {
 
     #[test]
     fn insert_lookup_remove() {
-        static T: LiveTable = LiveTable::new(); // 1 MiB: not on a test thread's stack
+        static T: LiveTable = LiveTable::new(); // 80 KiB: not on a test thread's stack
         let t = &T;
         assert!(!t.filter_hit(0x1000));
         assert!(t.insert(0x1000, Block { stack: 5, size: 77 }));
@@ -435,7 +442,7 @@ mod tests {
 
     #[test]
     fn churn_keeps_every_live_entry_findable() {
-        static T: LiveTable = LiveTable::new(); // 1 MiB: not on a test thread's stack
+        static T: LiveTable = LiveTable::new(); // 80 KiB: not on a test thread's stack
         let t = &T;
         let mut live = std::collections::HashMap::new();
         let mut x: u64 = 12345;
@@ -471,7 +478,7 @@ mod tests {
 
     #[test]
     fn filter_saturates_and_stays_correct() {
-        static T: LiveTable = LiveTable::new(); // 1 MiB: not on a test thread's stack
+        static T: LiveTable = LiveTable::new(); // 80 KiB: not on a test thread's stack
         let t = &T;
         // 300 addresses in the same filter slot: the counter sticks at 255.
         let target = t.filter_slot(0x1000) as *const AtomicU8;
