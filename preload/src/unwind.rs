@@ -156,11 +156,11 @@ pub const MAX_READS: usize = 64;
 /// rules (fixed while the code stays loaded), so a later walk from the same registers that
 /// finds the same words at the same addresses yields the same frames (see `memo.rs`).
 pub struct Reads {
-    pub at: [MaybeUninit<(usize, usize)>; MAX_READS],
-    pub n: usize,
+    at: [MaybeUninit<(usize, usize)>; MAX_READS],
+    n: usize,
     /// The log is complete: our walker ran on the thread's own stack and read at most
     /// `MAX_READS` words.
-    pub complete: bool,
+    complete: bool,
     /// The starting rbp mattered (a CFA or frame-pointer step used it before it was reloaded).
     pub bp_used: bool,
 }
@@ -560,28 +560,29 @@ mod x86 {
                 match step_for_slow(lookup) {
                     Ok(bits) => bits,
                     // A rule the cache cannot hold (a huge frame, say): step it here.
-                    Err(d) => match step_with(&d, sp, bp, &mut read) {
-                        Some(next) => {
-                            let (cfa, ra, new_bp) = next;
-                            let uses_bp = d.kind == Kind::FramePointer || d.cfa_rbp;
-                            bp_used |= uses_bp && bp_is_start;
-                            bp_is_start &= d.kind == Kind::Cfi && d.bp_off == 0;
-                            if cfa <= sp || ra == 0 {
+                    Err(d) => {
+                        // Noted before the step: where it reads, and so whether it stops,
+                        // may depend on the starting rbp.
+                        let uses_bp = d.kind == Kind::FramePointer || d.cfa_rbp;
+                        bp_used |= uses_bp && bp_is_start;
+                        bp_is_start &= d.kind == Kind::Cfi && d.bp_off == 0;
+                        let Some((cfa, ra, new_bp)) = step_with(&d, sp, bp, &mut read) else {
+                            break;
+                        };
+                        if cfa <= sp || ra == 0 {
+                            break;
+                        }
+                        if !(n == 0 && sink.skipping && ra >= self_lo && ra < self_hi) {
+                            sink.out[n].write(ra);
+                            n += 1;
+                            if n == cap {
                                 break;
                             }
-                            if !(n == 0 && sink.skipping && ra >= self_lo && ra < self_hi) {
-                                sink.out[n].write(ra);
-                                n += 1;
-                                if n == cap {
-                                    break;
-                                }
-                            }
-                            (pc, sp, bp) = (ra, cfa, new_bp);
-                            lookup = pc - 1;
-                            continue;
                         }
-                        None => break,
-                    },
+                        (pc, sp, bp) = (ra, cfa, new_bp);
+                        lookup = pc - 1;
+                        continue;
+                    }
                 }
             };
             let off = ((bits >> 1) & 4095) as usize * 8;
