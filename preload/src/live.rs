@@ -127,12 +127,28 @@ fn unpack(v: u64) -> Block {
 }
 
 impl Table {
+    const EMPTY: Table = Table {
+        slots: core::ptr::null_mut(),
+        overflow: core::ptr::null_mut(),
+        bmask: 0,
+        len: 0,
+    };
+
     fn buckets(&self) -> usize {
         if self.slots.is_null() {
             0
         } else {
             self.bmask + 1
         }
+    }
+
+    /// Every slot, empty ones included.
+    fn slots(&self) -> &[Slot] {
+        if self.slots.is_null() {
+            return &[];
+        }
+        // SAFETY: a non-null table has (bmask + 1) · WAYS slots, initialized (zeroed mapping).
+        unsafe { core::slice::from_raw_parts(self.slots, self.buckets() * WAYS) }
     }
 
     fn bucket(&mut self, b: usize) -> &mut [Slot; WAYS] {
@@ -166,27 +182,20 @@ impl Table {
         let Some(mem) = crate::sys::map_anon(Self::bytes(n)) else {
             return false;
         };
-        let old = Table {
-            slots: self.slots,
-            overflow: self.overflow,
-            bmask: self.bmask,
-            len: self.len,
-        };
-        *self = Table {
+        let fresh = Table {
             slots: mem.cast(),
             // SAFETY: the mapping holds n · WAYS slots followed by n counters.
             overflow: unsafe { mem.add(n * WAYS * core::mem::size_of::<Slot>()) },
             bmask: n - 1,
             len: 0,
         };
-        if old_buckets != 0 {
-            for i in 0..old_buckets * WAYS {
-                // SAFETY: i is within the old table's slots.
-                let s = unsafe { *old.slots.add(i) };
-                if s.key != 0 {
-                    self.put(s);
-                }
+        let old = core::mem::replace(self, fresh);
+        for &s in old.slots() {
+            if s.key != 0 {
+                self.put(s);
             }
+        }
+        if old_buckets != 0 {
             // SAFETY: the old table was made by map_anon with this size and is no longer
             // referenced (readers hold the shard lock, which we hold).
             unsafe { crate::sys::unmap(old.slots.cast(), Self::bytes(old_buckets)) };
@@ -253,12 +262,7 @@ impl Shard {
     const fn new() -> Self {
         Shard {
             lock: AtomicBool::new(false),
-            table: UnsafeCell::new(Table {
-                slots: core::ptr::null_mut(),
-                overflow: core::ptr::null_mut(),
-                bmask: 0,
-                len: 0,
-            }),
+            table: UnsafeCell::new(Table::EMPTY),
         }
     }
 
@@ -376,12 +380,7 @@ impl LiveTable {
     pub fn tally(&self, lg_sample: u32, out: &mut [[u64; 2]]) {
         for s in &self.shards {
             s.with(|t| {
-                for i in 0..t.buckets() * WAYS {
-                    // SAFETY: i is within the table's slots.
-                    let slot = unsafe { *t.slots.add(i) };
-                    if slot.key == 0 {
-                        continue;
-                    }
+                for slot in t.slots().iter().filter(|s| s.key != 0) {
                     let b = unpack(slot.val);
                     if let Some(acc) = out.get_mut(b.stack as usize) {
                         let (objs, bytes) = crate::sampler::weight(b.size, lg_sample);
@@ -535,12 +534,7 @@ mod tests {
 
     #[test]
     fn overflowing_buckets_stay_findable_and_drain() {
-        let mut t = Table {
-            slots: core::ptr::null_mut(),
-            overflow: core::ptr::null_mut(),
-            bmask: 0,
-            len: 0,
-        };
+        let mut t = Table::EMPTY;
         assert!(t.reserve());
         let bmask = t.bmask;
         // 14 keys with one home bucket: they fill it and the next two, and one more spills
