@@ -2,8 +2,8 @@
 //!
 //! Each allocating hook forwards to the real function (found by `real.rs`) and subtracts the
 //! size from the thread's countdown; only when it reaches zero does anything else happen
-//! (`profiler::sample`). `free` asks the live table's filter (one byte load, no TLS) and
-//! tail-calls the real free. Before the real functions are known, allocations come from the
+//! (`profiler::sample`). `free` jumps through the live table's jump table (one load, no TLS),
+//! whose slot is the real free unless a live sample hashes there. Before the real functions are known, allocations come from the
 //! bootstrap arena, whose blocks are marked in the filter so that `free` can recognize them. Symbols are exported only outside `cfg(test)`, so unit tests do not
 //! replace their own malloc.
 
@@ -90,15 +90,16 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 // size, and only at or below zero does the call leave the fast path. Deciding first lets the
 // common case end in a jump to the real function: no stack frame, no saved registers,
 // nothing to do afterwards. (If the real call then fails, the slow path sees a null block and
-// records nothing.) `free` asks the live table's filter: one byte load, no TLS.
+// records nothing.) `free` jumps through its slot of the live table's jump table: one load, no
+// TLS.
 //
 // No reentrancy check is needed: while the profiler itself runs on a thread, its countdown is
 // parked at i64::MAX, so nested allocations cannot reach the slow path.
 //
 // On x86-64 these three are written out as naked functions: rustc reaches a shared object's
 // statics through the GOT (a load per static per call) and tests a function pointer before
-// calling it; here the jump targets (`real::*_JUMP`, never null) and the filter are addressed
-// relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 7.
+// calling it; here the jump targets (`real::*_JUMP`, never null) and free's jump table are addressed
+// relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 4.
 //
 // The slow paths are reached by a jump from a frameless function, so the return address on
 // their stack is the application's: the walk starts in their own frame, which stays alive
@@ -229,25 +230,22 @@ pub extern "C" fn calloc_unresolved(n: usize, m: usize) -> *mut c_void {
 /// C `free` contract.
 #[cfg(target_arch = "x86_64")]
 #[cfg_attr(not(test), unsafe(no_mangle))]
-// SAFETY: reads one byte of the filter (index masked into its bounds; `LiveTable` is
-// `repr(C)` with the filter first) and leaves through a jump with the caller's registers and
-// stack intact. NULL needs no test: the filtered path checks it, the real free ignores it.
+// SAFETY: reads one slot of the jump table (the index is 13 bits by construction; `LiveTable`
+// and `Routes` are `repr(C)` with the slots first), whose every slot holds a function with
+// free's signature, and jumps there with the caller's registers and stack intact. NULL needs
+// no test: the filtered path checks it, the real free ignores it.
 #[unsafe(naked)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     core::arch::naked_asm!(
         ".cfi_startproc",
-        "mov eax, edi",
+        "imul eax, edi, {mul}",
         "shr eax, {shift}",
-        "movzx eax, ax",
         "lea rcx, [rip + {live}]",
-        "cmp byte ptr [rcx + rax], 0",
-        "jne {filtered}",
-        "jmp qword ptr [rip + {next}]",
+        "jmp qword ptr [rcx + 8 * rax]",
         ".cfi_endproc",
-        shift = const crate::live::FILTER_SHIFT,
+        mul = const crate::route::ROUTE_MUL as i32,
+        shift = const 32 - crate::route::ROUTE_BITS,
         live = sym profiler::LIVE,
-        filtered = sym free_filtered,
-        next = sym real::FREE_JUMP,
     )
 }
 
@@ -256,22 +254,23 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[cfg(not(target_arch = "x86_64"))]
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if LIVE.filter_hit(p as usize) {
-        // SAFETY: same contract.
-        return unsafe { free_filtered(p) };
-    }
-    // SAFETY: the jump slot holds the real free or the start-up function, both with this
-    // signature.
-    unsafe { core::mem::transmute::<*mut c_void, FreeFn>(real::FREE_JUMP.get())(p) }
+    // SAFETY: every slot holds the real free, the start-up function or `free_filtered`, all
+    // with this signature.
+    unsafe { core::mem::transmute::<*mut c_void, FreeFn>(LIVE.free_target(p as usize))(p) }
 }
 
-/// `free` of a block the filter says may be a live sample (or a bootstrap block); in exact
-/// mode, every `free` (through the jump slot).
+/// `free` of a block whose jump-table slot is marked: it may be a live sample (or a bootstrap
+/// block); in exact mode, every `free`. The byte filter, indexed differently, answers for
+/// most blocks that merely share a slot with a sample, without the table's lock.
 ///
 /// # Safety
 /// C `free` contract.
 #[inline(never)]
 pub unsafe extern "C" fn free_filtered(p: *mut c_void) {
+    if !LIVE.filter_hit(p as usize) {
+        // SAFETY: not a bootstrap block (those are in the filter): the real allocator's.
+        return unsafe { free_unresolved(p) };
+    }
     if p.is_null() || profiler::free_slow(p as usize) {
         return; // NULL, or a bootstrap block: not the real allocator's
     }

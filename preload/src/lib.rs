@@ -30,6 +30,7 @@ pub mod memo;
 pub mod mmaps;
 pub mod profiler;
 pub mod real;
+pub mod route;
 pub mod sampler;
 pub mod stacks;
 pub mod sync;

@@ -1,19 +1,19 @@
 //! The table of live sampled blocks: address → (stack id, size), and the filter in front of it.
 //!
-//! `free` must learn whether a block was sampled, and in sampled mode almost none were. The
-//! **filter** answers first: 64 Ki one-byte counters indexed by address bits 4–19 (three
-//! instructions; blocks are at least 16-byte aligned), each counting the live sampled blocks
-//! (and bootstrap blocks) that land there. A zero means "certainly not sampled": one byte load
-//! from a table that nobody writes on the fast path, so threads share it read-only in their
-//! caches. A non-zero (a sampled block, or a collision: with n live samples the chance is
+//! `free` must learn whether a block was sampled, and in sampled mode almost none were. Two
+//! filters answer before the table does. The first is `free`'s jump table (`route.rs`): a
+//! free whose slot holds no live sample goes straight to the real free. The second, asked by
+//! `free_filtered` when the first says "maybe", is 64 Ki one-byte counters indexed by address
+//! bits 4–19 (blocks are at least 16-byte aligned), each counting the live sampled blocks
+//! (and bootstrap blocks) that land there; it is indexed differently from the jump table, so
+//! a block that collides in one rarely collides in the other. A zero means "certainly not
+//! sampled". A non-zero (a sampled block, or a collision: with n live samples the chance is
 //! about n/65536) sends `free` to the table. Counters saturate at 255 and then stay there
 //! (still correct, just less selective). The filter is 64 KiB, not bigger: every sample
-//! writes a byte somewhere in it, so in a long run all of its pages become real memory, and
-//! `free` reads it at random; an earlier 1 MiB filter (index = address modulo 1 MiB, one
-//! instruction less) made that read a cache and TLB miss often enough to cost more than the
-//! instruction saved. In exact mode every block is sampled: the filter is left empty and
-//! `free`'s jump slot goes to the table instead
-//! (see `profiler::init`).
+//! writes a byte somewhere in it, so in a long run all of its pages become real memory (an
+//! earlier 1 MiB filter, read by every `free`, made that read a cache and TLB miss often
+//! enough to cost more than the instruction it saved). In exact mode every block is sampled:
+//! the filters are left as they are, and every slot of the jump table goes to the table.
 //!
 //! The **table** is split into 256 shards by address region, each under its own spin lock (no
 //! global lock anywhere). A shard's table is an array of 64-byte buckets of four 16-byte
@@ -31,12 +31,14 @@
 //! between 3/8 and 3/4 that is 21–43 bytes per live block, plus 1/64 byte per slot of counters.
 
 use core::cell::UnsafeCell;
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use crate::route::Routes;
 
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
-/// `free`'s filter index is `(address >> FILTER_SHIFT) & FILTER_MASK`: 16 bits, so that the
-/// x86-64 fast path masks with one `movzx`.
+/// The byte filter's index is `(address >> FILTER_SHIFT) & FILTER_MASK`.
 pub const FILTER_BITS: u32 = 16;
 pub const FILTER_SHIFT: u32 = 4;
 pub const FILTER_MASK: usize = (1 << FILTER_BITS) - 1;
@@ -80,21 +82,18 @@ unsafe impl Sync for Shard {}
 // SAFETY: the table's memory is owned by the shard (a private mapping), not tied to a thread.
 unsafe impl Send for Shard {}
 
-/// `repr(C)` with the filter first: the x86-64 `free` addresses it as the table's own address;
-/// cache-line aligned so that no other static shares the filter's lines.
+/// `repr(C)` with `free`'s jump table first: the x86-64 `free` addresses it as the table's
+/// own address; cache-line aligned so that no other static shares its lines.
 #[repr(C, align(64))]
 pub struct LiveTable {
+    routes: Routes,
     filter: [AtomicU8; 1 << FILTER_BITS],
     /// Every block is sampled (exact mode): the filter is bypassed and not maintained.
     every: AtomicBool,
     shards: [Shard; SHARDS],
 }
 
-const _: () = assert!(core::mem::offset_of!(LiveTable, filter) == 0);
-const _: () = assert!(
-    FILTER_BITS == 16,
-    "the x86-64 free masks the filter index with movzx"
-);
+const _: () = assert!(core::mem::offset_of!(LiveTable, routes) == 0);
 
 /// What the table remembers of a sampled block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,6 +297,10 @@ impl Shard {
 impl LiveTable {
     pub const fn new() -> Self {
         LiveTable {
+            routes: Routes::new(
+                crate::hooks::free_unresolved as *mut c_void,
+                crate::hooks::free_filtered as *mut c_void,
+            ),
             filter: [const { AtomicU8::new(0) }; 1 << FILTER_BITS],
             every: AtomicBool::new(false),
             shards: [const { Shard::new() }; SHARDS],
@@ -309,32 +312,46 @@ impl LiveTable {
         &self.filter[(addr >> FILTER_SHIFT) & FILTER_MASK]
     }
 
-    /// The fast-path question: false means `addr` is certainly not a live sampled (or
+    /// Where a `free` of `addr` goes: the first filter and the jump in one (see `route.rs`).
+    #[inline(always)]
+    pub fn free_target(&self, addr: usize) -> *mut c_void {
+        self.routes.target(addr)
+    }
+
+    /// Sends frees of unsampled blocks to `f` (the real free, once it is known).
+    pub fn set_free(&self, f: *mut c_void) {
+        self.routes.set_default(f);
+    }
+
+    /// The second filter's question: false means `addr` is certainly not a live sampled (or
     /// bootstrap) block. Store-free.
     #[inline(always)]
     pub fn filter_hit(&self, addr: usize) -> bool {
-        self.filter_slot(addr).load(Ordering::Relaxed) != 0 || self.every.load(Ordering::Relaxed)
+        self.every.load(Ordering::Relaxed) || self.filter_slot(addr).load(Ordering::Relaxed) != 0
     }
 
-    /// Marks `addr` in the filter (insertions, and bootstrap blocks).
+    /// Marks `addr` in both filters (insertions, and bootstrap blocks).
     pub fn filter_add(&self, addr: usize) {
         let f = self.filter_slot(addr);
         let _ = f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             (v != STUCK).then(|| v + 1)
         });
+        self.routes.mark(addr);
     }
 
     fn filter_remove(&self, addr: usize) {
+        self.routes.unmark(addr);
         let f = self.filter_slot(addr);
         let _ = f.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             (v != STUCK && v != 0).then(|| v - 1)
         });
     }
 
-    /// Exact mode: every block is sampled, so every free must consult the table; the filter
-    /// says yes to every address from now on and is no longer maintained.
+    /// Exact mode: every block is sampled, so every free must consult the table; the filters
+    /// say yes to every address from now on and are no longer maintained.
     pub fn set_every_block(&self) {
         self.every.store(true, Ordering::Relaxed);
+        self.routes.mark_everything();
     }
 
     /// The shard of `addr`: chosen by the 64 KiB region it lies in, not by the address itself,
@@ -392,18 +409,24 @@ impl LiveTable {
         }
     }
 
-    /// Takes every shard lock (before fork).
+    /// Takes every lock (before fork).
     pub fn lock_all(&self) {
+        self.routes.lock_for_fork();
         for s in &self.shards {
             s.lock();
         }
     }
 
-    /// Releases every shard lock (after fork, in parent and child).
-    pub fn unlock_all(&self) {
+    /// Releases every lock (after fork, in parent and child).
+    ///
+    /// # Safety
+    /// The calling thread took them with `lock_all` (in the child: the only thread left).
+    pub unsafe fn unlock_all(&self) {
         for s in &self.shards {
             s.unlock();
         }
+        // SAFETY: taken in `lock_all` by this thread (the caller's contract).
+        unsafe { self.routes.unlock_after_fork() };
     }
 
     /// Number of live sampled blocks (takes every shard lock in turn: not for hot paths; a

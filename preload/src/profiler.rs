@@ -83,7 +83,11 @@ pub fn init() {
     if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    if !real::resolve_all() {
+    let resolved = real::resolve_all();
+    if !real::FREE.get().is_null() {
+        LIVE.set_free(real::FREE.get());
+    }
+    if !resolved {
         sys::say(&[
             b"cannot find the real malloc/free (dlsym RTLD_NEXT failed); profiling disabled",
         ]);
@@ -112,7 +116,6 @@ pub fn init() {
     LG_SAMPLE.store(cfg.lg_sample, Ordering::Relaxed);
     if cfg.lg_sample == 0 {
         LIVE.set_every_block();
-        real::FREE_JUMP.divert(crate::hooks::free_filtered as *mut c_void);
     }
     find_allocator();
     TRACK_MMAP.store(cfg.mmap, Ordering::Relaxed);
@@ -675,9 +678,9 @@ extern "C" fn fork_prepare() {
 }
 
 extern "C" fn fork_parent() {
-    LIVE.unlock_all();
     // SAFETY: taken in fork_prepare by this thread.
     unsafe {
+        LIVE.unlock_all();
         MAPS.force_unlock();
         DUMP.force_unlock();
         PERIODIC.force_unlock();
@@ -685,9 +688,9 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
-    LIVE.unlock_all();
     // SAFETY: the child has only this thread, which took the locks in fork_prepare.
     unsafe {
+        LIVE.unlock_all();
         MAPS.force_unlock();
         DUMP.force_unlock();
         PERIODIC.force_unlock();

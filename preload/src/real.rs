@@ -34,7 +34,7 @@ impl Slot {
     }
 }
 
-/// Where the exported `malloc`/`calloc`/`free` go on their fast path: a start-up function
+/// Where the exported `malloc`/`calloc` go on their fast path: a start-up function
 /// until `resolve_all` stores the real one. Never null, so the fast path is a single indirect
 /// jump with no test. Each on its own cache line, which nothing writes after start-up: a
 /// static written at run time next to it would make every call a cache miss on other cores.
@@ -49,10 +49,6 @@ impl Jump {
     pub fn get(&self) -> *mut c_void {
         self.0.load(Ordering::Relaxed)
     }
-    /// Sends the fast path elsewhere (exact mode: every `free` to the live table).
-    pub fn divert(&self, f: *mut c_void) {
-        self.0.store(f, Ordering::Release);
-    }
     fn set_if_found(&self, f: *mut c_void) {
         if !f.is_null() {
             self.0.store(f, Ordering::Release);
@@ -60,9 +56,9 @@ impl Jump {
     }
 }
 
+// `free`'s targets are a table of them, one per address hash: `route.rs`.
 pub static MALLOC_JUMP: Jump = Jump::to(crate::hooks::malloc_unresolved as *mut c_void);
 pub static CALLOC_JUMP: Jump = Jump::to(crate::hooks::calloc_unresolved as *mut c_void);
-pub static FREE_JUMP: Jump = Jump::to(crate::hooks::free_unresolved as *mut c_void);
 
 pub static MALLOC: Slot = Slot::new();
 pub static FREE: Slot = Slot::new();
@@ -131,7 +127,6 @@ pub fn resolve_all() -> bool {
     set(&MREMAP, &[c"mremap"]);
     MALLOC_JUMP.set_if_found(MALLOC.get());
     CALLOC_JUMP.set_if_found(CALLOC.get());
-    FREE_JUMP.set_if_found(FREE.get());
     STATE.store(RESOLVED, Ordering::Release);
     !MALLOC.get().is_null() && !FREE.get().is_null()
 }
