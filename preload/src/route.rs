@@ -14,8 +14,9 @@
 //! collide together) and not the table's lock.
 //!
 //! Slots change only when a marked count goes between 0 and 1 or the default changes, under
-//! one lock: a count and its slot must change together, or a mark could be overwritten by
-//! the default while its block is live. Samples are rare, so the lock is too.
+//! one of 64 striped locks: a count and its slot must change together, or a mark could be
+//! overwritten by the default while its block is live. (One lock for all would be a line that
+//! both threads of a two-thread program write at every sample.)
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -36,24 +37,25 @@ pub fn index(addr: usize) -> usize {
     ((addr as u32).wrapping_mul(ROUTE_MUL) >> (32 - ROUTE_BITS)) as usize
 }
 
-/// A code address, in a form the lock's state may hold (raw pointers are not `Send`).
-#[derive(Clone, Copy)]
-struct Target(*mut c_void);
-// SAFETY: a function address, the same in every thread.
-unsafe impl Send for Target {}
+/// Live sampled and bootstrap blocks of the slots `i` with `i % STRIPES == s`, at `i / STRIPES`;
+/// a count saturates at `STUCK` and then stays. A slot's count and its target change together
+/// under the stripe's lock. Striped, not one lock, so that two threads' samples rarely write
+/// the same line.
+#[repr(C, align(64))]
+struct Stripe(SpinLock<[u8; ROUTE_SLOTS / STRIPES]>);
 
-struct State {
-    default: Target,
-    marked: Target,
-    /// Live sampled and bootstrap blocks per slot; saturates at `STUCK` and then stays.
-    counts: [u8; ROUTE_SLOTS],
-}
+const STRIPES: usize = 64;
 
 /// `repr(C)` with the slots first: the x86-64 `free` addresses them as the table's address.
 #[repr(C, align(64))]
 pub struct Routes {
     slots: [AtomicPtr<c_void>; ROUTE_SLOTS],
-    state: SpinLock<State>,
+    /// Where unmarked slots go. Stored before the slots are visited when it changes, and read
+    /// under a stripe lock, so an unmark racing with the change leaves the new value.
+    default: AtomicPtr<c_void>,
+    /// Where marked slots go (`free_filtered`); fixed.
+    marked: AtomicPtr<c_void>,
+    stripes: [Stripe; STRIPES],
 }
 
 const _: () = assert!(core::mem::offset_of!(Routes, slots) == 0);
@@ -63,11 +65,9 @@ impl Routes {
     pub const fn new(default: *mut c_void, marked: *mut c_void) -> Self {
         Routes {
             slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; ROUTE_SLOTS],
-            state: SpinLock::new(State {
-                default: Target(default),
-                marked: Target(marked),
-                counts: [0; ROUTE_SLOTS],
-            }),
+            default: AtomicPtr::new(default),
+            marked: AtomicPtr::new(marked),
+            stripes: [const { Stripe(SpinLock::new([0; ROUTE_SLOTS / STRIPES])) }; STRIPES],
         }
         .filled(default)
     }
@@ -89,67 +89,69 @@ impl Routes {
 
     /// Sends every unmarked slot to `f` from now on (the real free, once it is known).
     pub fn set_default(&self, f: *mut c_void) {
-        let mut st = self.state.lock();
-        Self::fill_unmarked(&self.slots, &mut st, f);
+        self.default.store(f, Ordering::Release);
+        for (s, stripe) in self.stripes.iter().enumerate() {
+            let counts = stripe.0.lock();
+            for (k, &n) in counts.iter().enumerate() {
+                if n == 0 {
+                    self.slots[k * STRIPES + s].store(f, Ordering::Release);
+                }
+            }
+        }
     }
 
     /// Sends every slot to the marked target from now on (exact mode: every block is live).
     pub fn mark_everything(&self) {
-        let mut st = self.state.lock();
-        let f = st.marked.0;
-        Self::fill_unmarked(&self.slots, &mut st, f);
-    }
-
-    fn fill_unmarked(slots: &[AtomicPtr<c_void>], st: &mut State, f: *mut c_void) {
-        st.default = Target(f);
-        for (slot, &n) in slots.iter().zip(st.counts.iter()) {
-            if n == 0 {
-                slot.store(f, Ordering::Release);
-            }
-        }
+        self.set_default(self.marked.load(Ordering::Relaxed));
     }
 
     /// A block at `addr` is to be looked up when freed. Before the block is handed out: a
     /// `free` of it can only come after this returns.
     pub fn mark(&self, addr: usize) {
         let i = index(addr);
-        let mut st = self.state.lock();
-        if st.counts[i] != STUCK {
-            st.counts[i] += 1;
+        let mut counts = self.stripes[i % STRIPES].0.lock();
+        let n = &mut counts[i / STRIPES];
+        if *n != STUCK {
+            *n += 1;
         }
-        self.slots[i].store(st.marked.0, Ordering::Release);
+        self.slots[i].store(self.marked.load(Ordering::Relaxed), Ordering::Release);
     }
 
     /// The block at `addr` that `mark` counted is gone.
     pub fn unmark(&self, addr: usize) {
         let i = index(addr);
-        let mut st = self.state.lock();
-        let n = st.counts[i];
-        if n != STUCK && n != 0 {
-            st.counts[i] = n - 1;
-            if n == 1 {
-                self.slots[i].store(st.default.0, Ordering::Release);
+        let mut counts = self.stripes[i % STRIPES].0.lock();
+        let n = &mut counts[i / STRIPES];
+        if *n != STUCK && *n != 0 {
+            *n -= 1;
+            if *n == 0 {
+                self.slots[i].store(self.default.load(Ordering::Acquire), Ordering::Release);
             }
         }
     }
 
-    /// Takes the lock without a guard (before fork).
+    /// Takes every lock without a guard (before fork).
     pub fn lock_for_fork(&self) {
-        self.state.raw_lock();
+        for s in &self.stripes {
+            s.0.raw_lock();
+        }
     }
 
-    /// Releases the lock taken by `lock_for_fork`.
+    /// Releases the locks taken by `lock_for_fork`.
     ///
     /// # Safety
     /// As `SpinLock::force_unlock`.
     pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: the caller's contract.
-        unsafe { self.state.force_unlock() };
+        for s in &self.stripes {
+            // SAFETY: the caller's contract.
+            unsafe { s.0.force_unlock() };
+        }
     }
 
     #[cfg(test)]
     fn count(&self, addr: usize) -> u8 {
-        self.state.lock().counts[index(addr)]
+        let i = index(addr);
+        self.stripes[i % STRIPES].0.lock()[i / STRIPES]
     }
 }
 
@@ -261,5 +263,55 @@ mod tests {
         assert_eq!(r.count(keep), 1);
         r.unmark(keep);
         assert_eq!(r.target(keep), DEFAULT);
+    }
+
+    #[test]
+    fn a_new_default_reaches_slots_unmarked_meanwhile() {
+        // A thread marks and unmarks while the default changes; after each change, with the
+        // thread paused between a mark and its unmark, every empty slot holds the new default.
+        use std::sync::atomic::AtomicU8;
+        const RUN: u8 = 0;
+        const PAUSE: u8 = 1;
+        const PAUSED: u8 = 2;
+        const STOP: u8 = 3;
+        let r: &'static Routes = Box::leak(routes());
+        let state: &'static AtomicU8 = Box::leak(Box::new(AtomicU8::new(RUN)));
+        let h = std::thread::spawn(move || {
+            let mut k = 0usize;
+            loop {
+                match state.load(Ordering::Acquire) {
+                    STOP => return,
+                    PAUSE => state.store(PAUSED, Ordering::Release),
+                    PAUSED => core::hint::spin_loop(),
+                    _ => {
+                        let a = 0x10_0000 + 16 * (k % 4096);
+                        r.mark(a);
+                        r.unmark(a);
+                        k += 1;
+                    }
+                }
+            }
+        });
+        for round in 0..300 {
+            let d = if round % 2 == 0 { REAL } else { DEFAULT };
+            // Land the change at varying points of the thread's work.
+            for _ in 0..(round * 7919) % 20_000 {
+                core::hint::spin_loop();
+            }
+            r.set_default(d);
+            state.store(PAUSE, Ordering::Release);
+            while state.load(Ordering::Acquire) != PAUSED {
+                core::hint::spin_loop();
+            }
+            let stale = r
+                .slots
+                .iter()
+                .filter(|s| s.load(Ordering::Relaxed) != d)
+                .count();
+            assert_eq!(stale, 0, "round {round}: slots left on an old default");
+            state.store(RUN, Ordering::Release);
+        }
+        state.store(STOP, Ordering::Release);
+        h.join().unwrap();
     }
 }
