@@ -11,7 +11,10 @@
 //! 8 Ki slots of 8 bytes: 64 KiB, the same footprint in cache as the byte filter behind it.
 //! With n live samples, a free of an unsampled block lands on a marked slot with chance about
 //! n/8192; it then costs the byte-filter check (indexed differently, so the two rarely
-//! collide together) and not the table's lock.
+//! collide together) and not the table's lock. A smaller table misses the cache less (8 KiB
+//! measured about 3% less CPU on the two-thread benchmark, whose few live samples leave it
+//! nearly empty), but with a thousand live samples, a few hundred MiB of heap at the default
+//! rate, it would send most frees the long way.
 //!
 //! Slots change only when a marked count goes between 0 and 1 or the default changes, under
 //! one of 64 striped locks: a count and its slot must change together, or a mark could be

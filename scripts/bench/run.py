@@ -40,30 +40,37 @@ def clean():
 
 
 def run_once(argv, env):
-    """Wall time from here; CPU and peak RSS from GNU time, whose own footprint is tiny (a
-    child spawned straight from Python inherits Python's peak RSS through vfork)."""
+    """Wall time from here; CPU from the kernel's accounting of the child (microseconds, where
+    GNU time prints hundredths, 3% of a 0.3 s run); peak RSS from GNU time, whose own footprint
+    is tiny (a child spawned straight from Python inherits Python's peak RSS through vfork)."""
     full = dict(os.environ, **env)
     stats = os.path.join(work, "time.out")
     start = time.monotonic()
-    proc = subprocess.run([GNU_TIME, "-f", "%U %S %M", "-o", stats] + argv, env=full,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", stats] + argv, env=full,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"bench: {argv[0]} failed with status {proc.returncode}")
-    user, sys_, maxrss_kb = open(stats).read().split()[-3:]
+    maxrss_kb = open(stats).read().split()[-1]
     clean()
-    return wall, float(user) + float(sys_), int(maxrss_kb) * 1024
+    return wall, usage.ru_utime + usage.ru_stime, int(maxrss_kb) * 1024
 
 
 def table(threads):
-    rows = []
-    for name, argv, env in configs(threads):
-        runs = [run_once(argv, env) for _ in range(repeats)]
-        rows.append((name, statistics.median(r[0] for r in runs),
-                     statistics.median(r[1] for r in runs), max(r[2] for r in runs)))
+    # Rounds interleave the configurations, so that a machine that drifts (a VM's neighbours)
+    # moves all of them alike instead of whichever ran during the drift.
+    cfgs = list(configs(threads))
+    runs = [[] for _ in cfgs]
+    for _ in range(repeats):
+        for (_, argv, env), acc in zip(cfgs, runs):
+            acc.append(run_once(argv, env))
+    rows = [(name, statistics.median(r[0] for r in acc), statistics.median(r[1] for r in acc),
+             max(r[2] for r in acc)) for (name, _, _), acc in zip(cfgs, runs)]
     pairs = threads * iters
     base = rows[0]
-    print(f"\n{threads} thread(s) x {iters} malloc/free pairs, median of {repeats}")
+    print(f"\n{threads} thread(s) x {iters} malloc/free pairs, median of {repeats} interleaved rounds")
     print(f"{'configuration':<26} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9} {'wall x':>7} "
           f"{'cpu x':>7} {'ns/pair':>8}")
     for name, wall, cpu, rss in rows:
