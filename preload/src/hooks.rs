@@ -3,9 +3,10 @@
 //! Each allocating hook forwards to the real function (found by `real.rs`) and subtracts the
 //! size from the thread's countdown; only when it reaches zero does anything else happen
 //! (`profiler::sample`). `free` jumps through the live table's jump table (one load, no TLS),
-//! whose slot is the real free unless a live sample hashes there. Before the real functions are known, allocations come from the
-//! bootstrap arena, whose blocks are marked in the filter so that `free` can recognize them. Symbols are exported only outside `cfg(test)`, so unit tests do not
-//! replace their own malloc.
+//! whose slot is the real free unless a live sample hashes there. Before the real functions
+//! are known, allocations come from the bootstrap arena, whose blocks are marked like samples
+//! so that `free` can recognize them. Symbols are exported only outside `cfg(test)`, so unit
+//! tests do not replace their own malloc.
 
 use core::ffi::{c_int, c_void};
 
@@ -98,8 +99,8 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 //
 // On x86-64 these three are written out as naked functions: rustc reaches a shared object's
 // statics through the GOT (a load per static per call) and tests a function pointer before
-// calling it; here the jump targets (`real::*_JUMP`, never null) and free's jump table are addressed
-// relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 4.
+// calling it; here the jump targets (`real::*_JUMP`, never null) and free's jump table are
+// addressed relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 4.
 //
 // The slow paths are reached by a jump from a frameless function, so the return address on
 // their stack is the application's: the walk starts in their own frame, which stays alive

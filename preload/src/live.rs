@@ -39,9 +39,9 @@ use crate::route::Routes;
 const SHARD_BITS: u32 = 8;
 const SHARDS: usize = 1 << SHARD_BITS;
 /// The byte filter's index is `(address >> FILTER_SHIFT) & FILTER_MASK`.
-pub const FILTER_BITS: u32 = 16;
-pub const FILTER_SHIFT: u32 = 4;
-pub const FILTER_MASK: usize = (1 << FILTER_BITS) - 1;
+const FILTER_BITS: u32 = 16;
+const FILTER_SHIFT: u32 = 4;
+const FILTER_MASK: usize = (1 << FILTER_BITS) - 1;
 const MIN_BUCKETS: usize = 64;
 const SIZE_BITS: u32 = 40;
 const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;

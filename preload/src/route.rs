@@ -170,6 +170,17 @@ mod tests {
         Box::new(Routes::new(DEFAULT, MARKED))
     }
 
+    /// `n` 16-byte-aligned addresses above `base` that share its slot.
+    fn slot_mates(base: usize, n: usize) -> Vec<usize> {
+        let mates: Vec<usize> = (1..1usize << 24)
+            .map(|k| base + 16 * k)
+            .filter(|&x| index(x) == index(base))
+            .take(n)
+            .collect();
+        assert_eq!(mates.len(), n);
+        mates
+    }
+
     #[test]
     fn index_matches_the_documented_hash_and_spreads_neighbours() {
         assert_eq!(index(0), 0);
@@ -195,11 +206,7 @@ mod tests {
     fn marks_count_and_the_default_spares_marked_slots() {
         let r = routes();
         let (a, b) = (0x5000usize, 0x9000usize);
-        // A second address with a's slot.
-        let a2 = (1..1 << 20)
-            .map(|k| a + 16 * k)
-            .find(|&x| index(x) == index(a) && x != a)
-            .unwrap();
+        let a2 = slot_mates(a, 1)[0];
         assert_eq!(r.target(a), DEFAULT);
         r.mark(a);
         r.mark(a2);
@@ -224,12 +231,7 @@ mod tests {
     fn saturated_counts_stay_marked() {
         let r = routes();
         let base = 0x7000_0000usize;
-        let same: Vec<usize> = (0..1usize << 24)
-            .map(|k| base + 16 * k)
-            .filter(|&x| index(x) == index(base))
-            .take(300)
-            .collect();
-        assert_eq!(same.len(), 300);
+        let same = slot_mates(base, 300);
         same.iter().for_each(|&x| r.mark(x));
         same.iter().for_each(|&x| r.unmark(x));
         assert_eq!((r.count(base), r.target(base)), (STUCK, MARKED));
@@ -237,15 +239,11 @@ mod tests {
 
     #[test]
     fn concurrent_marks_never_lose_a_live_mark() {
-        // Two threads churn blocks of one slot; a block each keeps alive must keep the slot
-        // marked throughout, whatever the interleaving of the others' unmarks.
+        // Two threads mark and unmark other blocks of one slot while a third block there
+        // stays live: the slot must stay marked throughout, whatever the interleaving.
         let r: &'static Routes = Box::leak(routes());
         let keep = 0x4000usize;
-        let peers: Vec<usize> = (1..1usize << 24)
-            .map(|k| keep + 16 * k)
-            .filter(|&x| index(x) == index(keep))
-            .take(2)
-            .collect();
+        let peers = slot_mates(keep, 2);
         r.mark(keep);
         let hs: Vec<_> = peers
             .into_iter()
