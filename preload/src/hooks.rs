@@ -3,10 +3,10 @@
 //! Each allocating hook forwards to the real function (found by `real.rs`) and subtracts the
 //! size from the thread's countdown; only when it reaches zero does anything else happen
 //! (`profiler::sample`). `free` jumps through the live table's jump table (one load, no TLS),
-//! whose slot is the real free unless a live sample hashes there. Before the real functions
-//! are known, allocations come from the bootstrap arena, whose blocks are marked like samples
-//! so that `free` can recognize them. Symbols are exported only outside `cfg(test)`, so unit
-//! tests do not replace their own malloc.
+//! whose slot for the block's page is the real free unless a live sample is in a page of that
+//! slot. Before the real functions are known, allocations come from the bootstrap arena, whose
+//! blocks are marked like samples so that `free` can recognize them. Symbols are exported
+//! only outside `cfg(test)`, so unit tests do not replace their own malloc.
 
 use core::ffi::{c_int, c_void};
 

@@ -2,18 +2,19 @@
 //!
 //! `free` must learn whether a block was sampled, and in sampled mode almost none were. Two
 //! filters answer before the table does. The first is `free`'s jump table (`route.rs`): a
-//! free whose slot holds no live sample goes straight to the real free. The second, asked by
-//! `free_filtered` when the first says "maybe", is 64 Ki one-byte counters indexed by address
-//! bits 4–19 (blocks are at least 16-byte aligned), each counting the live sampled blocks
-//! (and bootstrap blocks) that land there; it is indexed differently from the jump table, so
-//! a block that collides in one rarely collides in the other. A zero means "certainly not
-//! sampled". A non-zero (a sampled block, or a collision: with n live samples the chance is
-//! about n/65536) sends `free` to the table. Counters saturate at 255 and then stay there
-//! (still correct, just less selective). The filter is 64 KiB, not bigger: every sample
-//! writes a byte somewhere in it, so in a long run all of its pages become real memory (an
-//! earlier 1 MiB filter, read by every `free`, made that read a cache and TLB miss often
-//! enough to cost more than the instruction it saved). In exact mode every block is sampled:
-//! the filters are left as they are, and every slot of the jump table goes to the table.
+//! free in a page whose slot holds no live sample goes straight to the real free. The second,
+//! asked by `free_filtered` when the first says "maybe", is 64 Ki one-byte counters indexed by
+//! address bits 4–19 (blocks are at least 16-byte aligned), each counting the live sampled
+//! blocks (and bootstrap blocks) that land there; a block that merely shares a page with a
+//! sample (the usual reason to be asked) differs from it in bits 4–11, so its counter is
+//! another one. A zero means "certainly not sampled". A non-zero (a sampled block, or a
+//! collision: with n live samples the chance is about n/65536) sends `free` to the table.
+//! Counters saturate at 255 and then stay there (still correct, just less selective). The
+//! filter is 64 KiB, not bigger: every sample writes a byte somewhere in it, so in a long run
+//! all of its pages become real memory (an earlier 1 MiB filter, read by every `free`, made
+//! that read a cache and TLB miss often enough to cost more than the instruction it saved). In
+//! exact mode every block is sampled: the filters are left as they are, and every slot of the
+//! jump table goes to the table.
 //!
 //! The **table** is split into 256 shards by address region, each under its own spin lock (no
 //! global lock anywhere). A shard's table is an array of 64-byte buckets of four 16-byte
