@@ -30,16 +30,45 @@ pub static MAPPED: StackTable = StackTable::new();
 /// Live sampled heap blocks.
 pub static LIVE: LiveTable = LiveTable::new();
 
-/// Set once everything is initialized and the configuration says to profile.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Mapping tracking on (`prof_mmap`).
 pub static TRACK_MMAP: AtomicBool = AtomicBool::new(false);
-static LG_SAMPLE: AtomicU32 = AtomicU32::new(19);
 
-/// Written once by `init` before `ACTIVE` is published, read-only afterwards.
+/// What every sample reads besides its thread's state and the tables, in one cache line.
+/// Samples are hundreds of allocations apart, long enough for the application to evict our
+/// lines; as separate statics these landed in five lines, each a miss per sample. All are
+/// written rarely (start-up, fork, a dump request), so sharing the line costs nothing.
+#[repr(C, align(64))]
+struct Hot {
+    /// Set once everything is initialized and the configuration says to profile.
+    active: AtomicBool,
+    /// Set in a forked child: timers are not inherited, re-create them at the next sample.
+    triggers_lost: AtomicBool,
+    /// Set by the `prof_signal` handler, served by the next sample on any thread or the next
+    /// tick of the periodic timer.
+    dump_requested: AtomicBool,
+    /// `prof_gdump`, copied from the configuration.
+    gdump: AtomicBool,
+    lg_sample: AtomicU32,
+    /// `sampler::ln_keep(lg_sample)`, as bits.
+    ln_keep: AtomicU64,
+    /// Allocated bytes at which the next `lg_prof_interval` dump is due (`u64::MAX`: off).
+    next_interval: AtomicU64,
+}
+
+static HOT: Hot = Hot {
+    active: AtomicBool::new(false),
+    triggers_lost: AtomicBool::new(false),
+    dump_requested: AtomicBool::new(false),
+    gdump: AtomicBool::new(false),
+    lg_sample: AtomicU32::new(19),
+    ln_keep: AtomicU64::new(0),
+    next_interval: AtomicU64::new(u64::MAX),
+};
+
+/// Written once by `init` before `HOT.active` is published, read-only afterwards.
 struct ConfigCell(UnsafeCell<Config>);
-// SAFETY: written only by `init` on one thread before ACTIVE is set with Release; every
-// reader first observes ACTIVE with Acquire (or runs in that same thread).
+// SAFETY: written only by `init` on one thread before HOT.active is set with Release; every
+// reader first observes HOT.active with Acquire (or runs in that same thread).
 unsafe impl Sync for ConfigCell {}
 static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(Config::default()));
 
@@ -69,7 +98,6 @@ static DUMP: SpinLock<DumpState> = SpinLock::new(DumpState {
 
 /// Bytes allocated process-wide, counted at sample events (for `lg_prof_interval`).
 static ALLOCATED: AtomicU64 = AtomicU64::new(0);
-static NEXT_INTERVAL: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Unbiased in-use bytes of sampled blocks, and the high-water mark that last caused a dump.
 static INUSE: AtomicU64 = AtomicU64::new(0);
 static HIGH_WATER: AtomicU64 = AtomicU64::new(0);
@@ -97,7 +125,7 @@ pub fn init() {
     if sys::is_secure() {
         return; // setuid/setgid: stay passive, write nothing
     }
-    // SAFETY: single-threaded start-up, before ACTIVE is published (see ConfigCell).
+    // SAFETY: single-threaded start-up, before HOT.active is published (see ConfigCell).
     let cfg = unsafe { &mut *CONFIG.0.get() };
     if let Some(text) = sys::getenv(c"JEPROF_CONF") {
         cfg.apply(text, &mut |entry, why| {
@@ -113,18 +141,22 @@ pub fn init() {
         return;
     }
     unwind::init(cfg.libgcc_unwinder);
-    LG_SAMPLE.store(cfg.lg_sample, Ordering::Relaxed);
+    HOT.lg_sample.store(cfg.lg_sample, Ordering::Relaxed);
+    let ln_keep = sampler::ln_keep(cfg.lg_sample);
+    HOT.ln_keep.store(ln_keep.to_bits(), Ordering::Relaxed);
+    HOT.gdump.store(cfg.gdump, Ordering::Relaxed);
     if cfg.lg_sample == 0 {
         LIVE.set_every_block();
     }
     find_allocator();
     TRACK_MMAP.store(cfg.mmap, Ordering::Relaxed);
     if cfg.lg_interval >= 0 {
-        NEXT_INTERVAL.store(1u64 << cfg.lg_interval, Ordering::Relaxed);
+        HOT.next_interval
+            .store(1u64 << cfg.lg_interval, Ordering::Relaxed);
     }
     // SAFETY: registering plain extern "C" functions; they take only our own locks.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
-    ACTIVE.store(true, Ordering::Release);
+    HOT.active.store(true, Ordering::Release);
     start_triggers();
 }
 
@@ -134,11 +166,6 @@ pub fn init() {
 /// a thread libc creates, and only when that key asks for it (a profiler that adds a thread to
 /// every process would break programs that must stay single-threaded, e.g. to `unshare`).
 static PERIODIC: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
-/// Set in a forked child: timers are not inherited, re-create them at the next sample.
-static TRIGGERS_LOST: AtomicBool = AtomicBool::new(false);
-/// Set by the `prof_signal` handler, served by the next sample on any thread or the next tick
-/// of the periodic timer.
-static DUMP_REQUESTED: AtomicBool = AtomicBool::new(false);
 /// What the handler writes into the signaled thread's countdown so that its next allocation
 /// takes the slow path. Anything below `POKED_BELOW` counts as poked (no real countdown gets
 /// there: that would take an allocation of more than 2^61 bytes, which cannot succeed).
@@ -155,7 +182,7 @@ extern "C" fn periodic_fired(_: usize) {
 /// of the process, so the first one to allocate writes the dump. (A signal that lands between
 /// the fast path's load and store of the countdown loses its poke; the request stays pending.)
 extern "C" fn on_signal(_: libc::c_int) {
-    DUMP_REQUESTED.store(true, Ordering::Release);
+    HOT.dump_requested.store(true, Ordering::Release);
     thread::current().bytes_until_sample.set(POKED);
 }
 
@@ -166,7 +193,9 @@ static LAST_MANUAL_NS: AtomicU64 = AtomicU64::new(0);
 /// `jeprof-rs dump` signals every thread, and handlers may run after the request was served:
 /// requests within 250 ms of the last on-demand dump are folded into it.
 fn serve_dump_request() {
-    if !DUMP_REQUESTED.load(Ordering::Relaxed) || !DUMP_REQUESTED.swap(false, Ordering::AcqRel) {
+    if !HOT.dump_requested.load(Ordering::Relaxed)
+        || !HOT.dump_requested.swap(false, Ordering::AcqRel)
+    {
         return;
     }
     let now = sys::now_monotonic_ns();
@@ -182,7 +211,8 @@ fn serve_dump_request() {
     }
     if !dump_now(Trigger::Manual, false) {
         LAST_MANUAL_NS.store(last, Ordering::Relaxed);
-        DUMP_REQUESTED.store(true, Ordering::Release); // a dump was in progress: try again later
+        // A dump was in progress: try again later.
+        HOT.dump_requested.store(true, Ordering::Release);
     }
 }
 
@@ -206,7 +236,7 @@ fn start_triggers() {
 
 /// In a forked child, before its first sample: timers do not survive fork.
 fn restart_triggers_after_fork() {
-    if TRIGGERS_LOST.swap(false, Ordering::AcqRel) {
+    if HOT.triggers_lost.swap(false, Ordering::AcqRel) {
         let saved = sys::errno();
         *PERIODIC.lock() = None;
         start_triggers();
@@ -216,7 +246,7 @@ fn restart_triggers_after_fork() {
 
 /// Whether profiling is on (for tests and the dump trigger).
 pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
+    HOT.active.load(Ordering::Acquire)
 }
 
 /// Slow path of every allocating hook: the countdown reached zero. Decides whether this
@@ -242,18 +272,18 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     // No errno save here: nothing on this path changes errno (the system calls it can make
     // restore it themselves, see sys.rs).
     let _busy = Busy::enter();
-    if !ACTIVE.load(Ordering::Acquire) {
+    if !HOT.active.load(Ordering::Acquire) {
         // Not profiling (not yet, or never): keep this thread off the slow path. A thread that
         // allocated before start-up finished re-checks after this many bytes.
         t.bytes_until_sample
             .set(if real::resolved() { i64::MAX } else { 1 << 20 });
         return;
     }
-    if TRIGGERS_LOST.load(Ordering::Relaxed) {
+    if HOT.triggers_lost.load(Ordering::Relaxed) {
         restart_triggers_after_fork();
     }
     serve_dump_request();
-    let lg = LG_SAMPLE.load(Ordering::Relaxed);
+    let lg = HOT.lg_sample.load(Ordering::Relaxed);
     if t.rng.get() == 0 || countdown < POKED_BELOW {
         // First allocation of this thread, or the countdown was replaced by a dump request:
         // draw a fresh countdown (waits are memoryless, so this keeps sampling unbiased);
@@ -267,7 +297,11 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
             );
             t.stripe.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
         }
-        let wait = sampler::next_wait(&mut rng, lg);
+        let wait = sampler::next_wait(
+            &mut rng,
+            lg,
+            f64::from_bits(HOT.ln_keep.load(Ordering::Relaxed)),
+        );
         t.rng.set(rng);
         t.last_wait.set(wait as u64);
         countdown = wait - size.min(i64::MAX as usize) as i64;
@@ -280,7 +314,11 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     // down to `countdown`).
     let allocated = t.last_wait.get().wrapping_sub(countdown as u64);
     let mut rng = t.rng.get();
-    let wait = sampler::next_wait(&mut rng, lg);
+    let wait = sampler::next_wait(
+        &mut rng,
+        lg,
+        f64::from_bits(HOT.ln_keep.load(Ordering::Relaxed)),
+    );
     t.rng.set(rng);
     t.last_wait.set(wait as u64);
     t.bytes_until_sample.set(wait);
@@ -333,7 +371,7 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     HEAP.add(id, objs, bytes);
     if LIVE.insert(addr, Block { stack: id, size }) {
         // A process-wide counter is a cache line every thread writes: only for prof_gdump.
-        if config().gdump {
+        if HOT.gdump.load(Ordering::Relaxed) {
             let now = INUSE.fetch_add(bytes, Ordering::Relaxed) + bytes;
             if now > HIGH_WATER.load(Ordering::Relaxed) {
                 gdump(now);
@@ -368,9 +406,9 @@ pub fn forget(addr: usize) -> Option<Block> {
     let _busy = Busy::enter();
     let b = LIVE.remove(addr);
     if let Some(b) = b
-        && config().gdump
+        && HOT.gdump.load(Ordering::Relaxed)
     {
-        let (_, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
+        let (_, bytes) = sampler::weight(b.size, HOT.lg_sample.load(Ordering::Relaxed));
         INUSE.fetch_sub(bytes, Ordering::Relaxed);
     }
     b
@@ -381,8 +419,8 @@ pub fn forget(addr: usize) -> Option<Block> {
 pub fn restore(addr: usize, b: Block) {
     let _busy = Busy::enter();
     // In use again; the cumulative counters were charged when the block was first recorded.
-    if LIVE.insert(addr, b) && config().gdump {
-        let (_, bytes) = sampler::weight(b.size, LG_SAMPLE.load(Ordering::Relaxed));
+    if LIVE.insert(addr, b) && HOT.gdump.load(Ordering::Relaxed) {
+        let (_, bytes) = sampler::weight(b.size, HOT.lg_sample.load(Ordering::Relaxed));
         INUSE.fetch_add(bytes, Ordering::Relaxed);
     }
 }
@@ -452,7 +490,7 @@ fn mapped_delta(stack: u32, objs: i64, bytes: i64) {
 #[cold]
 #[inline(never)]
 pub fn on_map(addr: usize, len: usize, prot: i32, regs: unwind::Regs) {
-    if !ACTIVE.load(Ordering::Acquire) {
+    if !HOT.active.load(Ordering::Acquire) {
         return;
     }
     let saved = sys::errno();
@@ -487,7 +525,7 @@ pub fn on_map(addr: usize, len: usize, prot: i32, regs: unwind::Regs) {
 #[cold]
 #[inline(never)]
 pub fn on_unmap(addr: usize, len: usize) {
-    if !ACTIVE.load(Ordering::Acquire) {
+    if !HOT.active.load(Ordering::Acquire) {
         return;
     }
     let saved = sys::errno();
@@ -503,7 +541,7 @@ pub fn on_unmap(addr: usize, len: usize) {
 // ---- dumps ------------------------------------------------------------------------------
 
 fn count_allocated(bytes: u64) {
-    let next = NEXT_INTERVAL.load(Ordering::Relaxed);
+    let next = HOT.next_interval.load(Ordering::Relaxed);
     if next == u64::MAX {
         return;
     }
@@ -511,7 +549,8 @@ fn count_allocated(bytes: u64) {
     if now >= next {
         let step = 1u64 << config().lg_interval;
         let new_next = (now / step + 1) * step;
-        if NEXT_INTERVAL
+        if HOT
+            .next_interval
             .compare_exchange(next, new_next, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
@@ -545,7 +584,7 @@ pub enum Trigger {
 /// Writes the heap profile (and the mmap profile, if tracked) now. A dump already in progress
 /// on another thread makes this one a no-op unless `wait` is set. Returns false for that case.
 pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
-    if !ACTIVE.load(Ordering::Acquire) {
+    if !HOT.active.load(Ordering::Acquire) {
         return true;
     }
     let saved = sys::errno();
@@ -586,7 +625,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     st.seq += 1;
     let mut name = StackBuf::<600>::new();
     dump::file_name(&mut name, cfg.prefix(), pid, seq, tag.as_bytes(), false);
-    let lg = LG_SAMPLE.load(Ordering::Relaxed);
+    let lg = HOT.lg_sample.load(Ordering::Relaxed);
     let meta = Meta {
         kind: "heap",
         tag: tag.as_bytes(),
@@ -648,7 +687,7 @@ fn report_write_error(path: &[u8], errno: i32) {
 fn leak_summary(w: &dump::Written, path: &[u8]) {
     use core::fmt::Write as _;
     let mut line = StackBuf::<200>::new();
-    let exact = LG_SAMPLE.load(Ordering::Relaxed) == 0;
+    let exact = HOT.lg_sample.load(Ordering::Relaxed) == 0;
     let approx = if exact { "" } else { "~" };
     let _ = write!(
         line,
@@ -695,7 +734,7 @@ extern "C" fn fork_child() {
         DUMP.force_unlock();
         PERIODIC.force_unlock();
     }
-    TRIGGERS_LOST.store(true, Ordering::Relaxed);
+    HOT.triggers_lost.store(true, Ordering::Relaxed);
     // The child writes its own files under its own pid, numbered from 0.
     let mut st = DUMP.lock();
     st.seq = 0;

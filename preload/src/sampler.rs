@@ -49,22 +49,58 @@ pub fn seed(a: u64, b: u64, c: u64) -> u64 {
     if z == 0 { 1 } else { z }
 }
 
-/// Bytes until the next sample. `lg_sample == 0` means every allocation: the countdown stays
-/// at 0, so that any allocation (even of 0 bytes) takes the slow path.
-pub fn next_wait(rng: &mut u64, lg_sample: u32) -> i64 {
+/// ln(1 − 2^-lg_sample), which every draw of `next_wait` divides by: computed once, when the
+/// rate is set.
+pub fn ln_keep(lg_sample: u32) -> f64 {
+    if lg_sample == 0 {
+        return f64::NEG_INFINITY;
+    }
+    // ln_1p keeps precision for tiny p.
+    (-1.0 / (1u64 << lg_sample) as f64).ln_1p()
+}
+
+/// Bytes until the next sample, with `ln_keep = ln_keep(lg_sample)`. `lg_sample == 0` means
+/// every allocation: the countdown stays at 0, so that any allocation (even of 0 bytes) takes
+/// the slow path.
+pub fn next_wait(rng: &mut u64, lg_sample: u32, ln_keep: f64) -> i64 {
     if lg_sample == 0 {
         return 0;
     }
     // u in (0, 1]: 53 random bits, never zero.
     let u = ((next_u64(rng) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-    let p = 1.0 / (1u64 << lg_sample) as f64;
-    // ln(1 - p) computed as ln_1p(-p) keeps precision for tiny p.
-    let wait = (u.ln() / (-p).ln_1p()).floor() + 1.0;
-    if wait >= i64::MAX as f64 {
+    // Both logarithms are ≤ 0, so the quotient is ≥ 0 and truncation is the floor (without
+    // the software `floor` the x86-64 baseline would call).
+    let wait = ln(u) / ln_keep;
+    if wait >= (i64::MAX - 1) as f64 {
         i64::MAX
     } else {
-        wait as i64
+        wait as i64 + 1
     }
+}
+
+/// The natural logarithm of a positive normal `x`, to within a few units in the last place.
+///
+/// Not libm's: this runs once per sample, hundreds of allocations after the last one, and
+/// glibc's `log` reads its lookup tables and constants from cache lines that the application
+/// has evicted by then. Here: x = m·2^e with m in [√½, √2), and ln m = 2·atanh(s) with
+/// s = (m − 1)/(m + 1), |s| ≤ 0.1716, summed to s^19 (the next term is below 2^-55 of the
+/// result).
+fn ln(x: f64) -> f64 {
+    const FRAC: u64 = (1 << 52) - 1;
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & FRAC) | (1023 << 52));
+    if m > core::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let mut sum = 0.0;
+    for k in (0..10).rev() {
+        sum = sum * z + 1.0 / (2 * k + 1) as f64;
+    }
+    e as f64 * core::f64::consts::LN_2 + 2.0 * s * sum
 }
 
 /// The weight of one sampled allocation of `size` bytes: (objects in fixed point, bytes).
@@ -75,12 +111,28 @@ pub fn weight(size: u64, lg_sample: u32) -> (u64, u64) {
     let r = (1u64 << lg_sample) as f64;
     // A 0-byte allocation cannot be sampled by the countdown, except as the first
     // allocation of a thread; count it like a 1-byte one.
-    let s = size.max(1) as f64;
-    let w = 1.0 / -(-s / r).exp_m1();
+    let x = size.max(1) as f64 / r;
+    let w = if x < 0.5 {
+        // x / (1 − e^-x) = 1 + x/2 + Σ B_2k x^2k / (2k)!: to x^10, the next term is below
+        // 2^-42 of the result. Small blocks (nearly all samples) avoid libm's `expm1` and its
+        // cache misses (see `ln`).
+        let z = x * x;
+        let even = 1.0 / 12.0
+            + z * (-1.0 / 720.0
+                + z * (1.0 / 30_240.0 + z * (-1.0 / 1_209_600.0 + z * (1.0 / 47_900_160.0))));
+        (1.0 + x * 0.5 + z * even) / x
+    } else {
+        1.0 / -(-x).exp_m1()
+    };
     (
-        (w * OBJ_ONE as f64).round() as u64,
-        (w * size as f64).round() as u64,
+        round_up_half(w * OBJ_ONE as f64),
+        round_up_half(w * size as f64),
     )
+}
+
+/// `v.round() as u64` for v ≥ 0, without the software `round` (no SSE4.1 in the baseline).
+fn round_up_half(v: f64) -> u64 {
+    (v + 0.5) as u64
 }
 
 /// Converts unbiased totals of one stack (objects in fixed point, bytes) into the counts
@@ -122,9 +174,71 @@ mod tests {
     #[test]
     fn exact_mode_is_exact() {
         let mut rng = 1;
-        assert_eq!(next_wait(&mut rng, 0), 0);
+        assert_eq!(next_wait(&mut rng, 0, ln_keep(0)), 0);
         assert_eq!(weight(123, 0), (OBJ_ONE, 123));
         assert_eq!(rebias(5 * OBJ_ONE, 5000, 0), (5, 5000));
+    }
+
+    #[test]
+    fn ln_matches_libm() {
+        let mut rng = seed(4, 5, 6);
+        for _ in 0..200_000 {
+            let u = ((next_u64(&mut rng) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+            let want = u.ln();
+            assert!(
+                (ln(u) - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                "{u}"
+            );
+        }
+        for lg in 1..=40 {
+            let p = 1.0 / (1u64 << lg) as f64;
+            let want = (-p).ln_1p();
+            let got = ln(1.0 - p);
+            assert!(
+                (got - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                "lg {lg}"
+            );
+        }
+        assert_eq!(ln(1.0), 0.0);
+        assert_eq!(ln(0.5), -core::f64::consts::LN_2);
+    }
+
+    #[test]
+    fn waits_match_the_libm_formula() {
+        for lg in [1, 12, 19, 40] {
+            let (mut a, mut b) = (seed(1, lg as u64, 3), seed(1, lg as u64, 3));
+            let p = 1.0 / (1u64 << lg) as f64;
+            for _ in 0..50_000 {
+                let u = ((next_u64(&mut a) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+                let want = (u.ln() / (-p).ln_1p()).floor() as i64 + 1;
+                let got = next_wait(&mut b, lg, ln_keep(lg));
+                // Equal but where the quotient is within rounding of an integer.
+                assert!(got.abs_diff(want) <= 1, "lg {lg}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn weights_match_the_closed_form() {
+        // Sizes on both sides of the series' range (x = size / R < 0.5) and at its edge.
+        for lg in [1, 10, 14, 19, 30] {
+            let r = (1u64 << lg) as f64;
+            let mut size = 1u64;
+            while size < 1 << 42 {
+                for s in [size, size + 1, (r / 2.0) as u64, (r / 2.0) as u64 + 1] {
+                    let w = 1.0 / -(-(s.max(1) as f64) / r).exp_m1();
+                    let (o, b) = weight(s, lg);
+                    let want = (w * OBJ_ONE as f64).round() as u64;
+                    assert!(o.abs_diff(want) <= 1, "lg {lg} size {s}: {o} vs {want}");
+                    let want = w * s as f64;
+                    assert!(
+                        (b as f64 - want).abs() <= 0.5 + want * 1e-12,
+                        "lg {lg} size {s}"
+                    );
+                }
+                size = size * 3 + 1;
+            }
+        }
     }
 
     #[test]
@@ -132,14 +246,16 @@ mod tests {
         let mut rng = seed(1, 2, 3);
         let n = 200_000;
         let lg = 12;
-        let sum: f64 = (0..n).map(|_| next_wait(&mut rng, lg) as f64).sum();
+        let sum: f64 = (0..n)
+            .map(|_| next_wait(&mut rng, lg, ln_keep(lg)) as f64)
+            .sum();
         let mean = sum / n as f64;
         // Exponential with mean R: sd of the mean is R/sqrt(n) ≈ 9.2; allow 5 sd.
         assert!(
             (mean - 4096.0).abs() < 5.0 * 4096.0 / (n as f64).sqrt(),
             "mean {mean}"
         );
-        assert!((0..1000).all(|_| next_wait(&mut rng, lg) >= 1));
+        assert!((0..1000).all(|_| next_wait(&mut rng, lg, ln_keep(lg)) >= 1));
     }
 
     #[test]
@@ -179,7 +295,7 @@ mod tests {
     fn estimates_are_unbiased() {
         let lg = 14;
         let mut rng = seed(7, 8, 9);
-        let mut countdown = next_wait(&mut rng, lg);
+        let mut countdown = next_wait(&mut rng, lg, ln_keep(lg));
         let (mut est_bytes, mut true_bytes) = (0f64, 0f64);
         let mut var = 0f64;
         let r = (1u64 << lg) as f64;
@@ -190,7 +306,7 @@ mod tests {
             var += (size as f64).powi(2) * (1.0 - p) / p;
             countdown -= size as i64;
             if countdown <= 0 {
-                countdown = next_wait(&mut rng, lg);
+                countdown = next_wait(&mut rng, lg, ln_keep(lg));
                 est_bytes += weight(size, lg).1 as f64;
             }
         }
