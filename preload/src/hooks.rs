@@ -38,11 +38,8 @@ macro_rules! real_fn {
 /// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
 #[inline(always)]
 fn account(p: *mut c_void, size: usize) -> *mut c_void {
-    let t = thread::current();
     // A size above i64::MAX cannot have been allocated; wrapping makes it a no-op.
-    let left = t.bytes_until_sample.get().wrapping_sub(size as i64);
-    t.bytes_until_sample.set(left);
-    if left <= 0 {
+    if thread::charge_countdown(size as i64) <= 0 {
         // Captured here, in the hook's own frame, so the walk starts at our caller's caller.
         let r = unwind::Regs::capture();
         // Not a tail call: the walk reads this frame, which must stay alive until it is done.
@@ -261,8 +258,8 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 }
 
 /// `free` of a block whose jump-table slot is marked: it may be a live sample (or a bootstrap
-/// block); in exact mode, every `free`. The byte filter, indexed differently, answers for
-/// most blocks that merely share a slot with a sample, without the table's lock.
+/// block); in exact mode, every `free`. The byte filter, indexed by 16-byte granule, answers
+/// for most blocks that merely share a page with a sample, without the table's lock.
 ///
 /// # Safety
 /// C `free` contract.

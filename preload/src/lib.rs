@@ -13,11 +13,10 @@
 //! - `hooks`: the exported symbols, thin shims; `real`: the next definitions and the
 //!   bootstrap arena; `thread`: initial-exec per-thread state (C shim).
 //! - `profiler`: sampling slow paths, mapping events, dumps, fork handling.
-//! - `sampler` (math), `stacks` (lock-free stack table), `live` (live sampled blocks),
-//!   `mmaps` (mapped ranges), `unwind` (call stacks) with `cfi` (DWARF rules) and `memo`
-//!   (repeated stacks recognized without a walk), `dump`
-//!   (heap_v2 writer),
-//!   `config` (`JEPROF_CONF`).
+//! - `sampler` (math), `stacks` (lock-free stack table), `live` (live sampled blocks) with
+//!   `route` (`free`'s jump table), `mmaps` (mapped ranges), `unwind` (call stacks) with
+//!   `cfi` (DWARF rules) and `memo` (repeated stacks recognized without a walk), `dump`
+//!   (heap_v2 writer), `config` (`JEPROF_CONF`).
 //! - `sys`, `fmt`, `sync`: OS calls, allocation-free formatting, a spin lock.
 
 pub mod cfi;

@@ -25,8 +25,8 @@
 //! non-zero, which at load ≤ 3/4 is rare. Deleting clears the entry and uncounts it on the
 //! buckets it had passed: no tombstones, no backward shift, so cost does not grow with churn.
 //! (Linear probing ran a probe loop and a backward-shift loop of variable length per
-//! operation.) Tables grow by doubling into fresh
-//! memory from `map_anon`; the old one is unmapped (only lock holders ever read a table).
+//! operation.) Tables grow by doubling into fresh memory from `map_anon`; the old one is
+//! unmapped (only lock holders ever read a table).
 //!
 //! Entry: `key` = address (0 = empty), `val` = stack id (24 bits) | size (40 bits). At load
 //! between 3/8 and 3/4 that is 21–43 bytes per live block, plus 1/64 byte per slot of counters.

@@ -55,6 +55,17 @@ struct Hot {
     next_interval: AtomicU64,
 }
 
+impl Hot {
+    /// Bytes until this thread's next sample, at the configured rate `lg`.
+    fn next_wait(&self, rng: &mut u64, lg: u32) -> i64 {
+        sampler::next_wait(
+            rng,
+            lg,
+            f64::from_bits(self.ln_keep.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 static HOT: Hot = Hot {
     active: AtomicBool::new(false),
     triggers_lost: AtomicBool::new(false),
@@ -297,11 +308,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
             );
             t.stripe.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
         }
-        let wait = sampler::next_wait(
-            &mut rng,
-            lg,
-            f64::from_bits(HOT.ln_keep.load(Ordering::Relaxed)),
-        );
+        let wait = HOT.next_wait(&mut rng, lg);
         t.rng.set(rng);
         t.last_wait.set(wait as u64);
         countdown = wait - size.min(i64::MAX as usize) as i64;
@@ -314,11 +321,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     // down to `countdown`).
     let allocated = t.last_wait.get().wrapping_sub(countdown as u64);
     let mut rng = t.rng.get();
-    let wait = sampler::next_wait(
-        &mut rng,
-        lg,
-        f64::from_bits(HOT.ln_keep.load(Ordering::Relaxed)),
-    );
+    let wait = HOT.next_wait(&mut rng, lg);
     t.rng.set(rng);
     t.last_wait.set(wait as u64);
     t.bytes_until_sample.set(wait);

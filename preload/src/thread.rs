@@ -81,38 +81,15 @@ impl ThreadState {
     }
 }
 
-/// Subtracts `bytes` from this thread's countdown (`bytes_until_sample`, the first field of the
-/// TLS block) and returns the new value: on x86-64 one `%fs`-relative load and store, without
-/// first materializing the block's address.
+/// Subtracts `bytes` from this thread's countdown and returns the new value. (The x86-64
+/// `malloc` and `calloc` do this in their own assembly; this serves the other allocating
+/// hooks, and every hook elsewhere.)
 #[inline(always)]
 pub fn charge_countdown(bytes: i64) -> i64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let left: i64;
-        // SAFETY: the initial-exec TLS access for `jeprof_tls` (thread_state.c), whose first
-        // field is the countdown: reads and writes only this thread's own 8 bytes. Not
-        // `nomem`, so the compiler orders it with the Cell accesses elsewhere.
-        unsafe {
-            core::arch::asm!(
-                "mov {off}, qword ptr [rip + jeprof_tls@GOTTPOFF]",
-                "mov {left}, qword ptr fs:[{off}]",
-                "sub {left}, {bytes}",
-                "mov qword ptr fs:[{off}], {left}",
-                off = out(reg) _,
-                left = out(reg) left,
-                bytes = in(reg) bytes,
-                options(nostack)
-            );
-        }
-        left
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let t = current();
-        let left = t.bytes_until_sample.get().wrapping_sub(bytes);
-        t.bytes_until_sample.set(left);
-        left
-    }
+    let t = current();
+    let left = t.bytes_until_sample.get().wrapping_sub(bytes);
+    t.bytes_until_sample.set(left);
+    left
 }
 
 /// Marks the thread busy for the lifetime of the guard, so that allocations made by code
