@@ -3,8 +3,8 @@
 //! Each allocating hook forwards to the real function (found by `real.rs`) and subtracts the
 //! size from the thread's countdown; only when it reaches zero does anything else happen
 //! (`profiler::sample`). `free` jumps through the live table's jump table (one load, no TLS),
-//! whose slot for the block's page is the real free unless a live sample is in a page of that
-//! slot. Before the real functions are known, allocations come from the bootstrap arena, whose
+//! whose slot for the block's address (about its page) is the real free unless a live sample
+//! lies in that slot. Before the real functions are known, allocations come from the bootstrap arena, whose
 //! blocks are marked like samples so that `free` can recognize them. Symbols are exported
 //! only outside `cfg(test)`, so unit tests do not replace their own malloc.
 
@@ -257,18 +257,61 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     unsafe { core::mem::transmute::<*mut c_void, FreeFn>(LIVE.free_target(p as usize))(p) }
 }
 
-/// `free` of a block whose jump-table slot is marked: it may be a live sample (or a bootstrap
-/// block); in exact mode, every `free`. The byte filter, indexed by 16-byte granule, answers
-/// for most blocks that merely share a page with a sample, without the table's lock.
+/// `free` of a block whose jump-table slot is marked (sampled mode): it may be a live sample
+/// or a bootstrap block, but most blocks sent here merely lie near one. The byte filter,
+/// indexed by 16-byte granule, answers for those without the table's lock.
+///
+/// On x86-64 a naked function like `free`: the filter and the default target (the real free)
+/// are addressed relative to the instruction pointer, where compiled code went through the
+/// GOT for `LIVE` and through `real::FREE`'s slot, two more cold lines per call. Exact mode
+/// does not come here (every slot goes to `free_marked`), so there is no mode to test either.
 ///
 /// # Safety
 /// C `free` contract.
-#[inline(never)]
+#[cfg(target_arch = "x86_64")]
+// SAFETY: reads one byte of the filter (the index is masked to its size; `LiveTable` is
+// `repr(C)`, offsets from `offset_of!`) and the default target, a function with free's
+// signature, and jumps with the caller's registers and stack intact.
+#[unsafe(naked)]
+pub unsafe extern "C" fn free_filtered(p: *mut c_void) {
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "mov eax, edi",
+        "shr eax, {shift}",
+        "and eax, {mask}",
+        "lea rcx, [rip + {live}]",
+        "cmp byte ptr [rcx + rax + {filter}], 0",
+        "jne {marked}",
+        "jmp qword ptr [rcx + {default}]",
+        ".cfi_endproc",
+        shift = const crate::live::FILTER_SHIFT,
+        mask = const crate::live::FILTER_MASK,
+        live = sym profiler::LIVE,
+        filter = const crate::live::FILTER_OFFSET,
+        default = const crate::live::DEFAULT_FREE_OFFSET,
+        marked = sym free_marked,
+    )
+}
+
+/// # Safety
+/// C `free` contract.
+#[cfg(not(target_arch = "x86_64"))]
 pub unsafe extern "C" fn free_filtered(p: *mut c_void) {
     if !LIVE.filter_hit(p as usize) {
         // SAFETY: not a bootstrap block (those are in the filter): the real allocator's.
         return unsafe { free_unresolved(p) };
     }
+    // SAFETY: same contract.
+    unsafe { free_marked(p) }
+}
+
+/// `free` of a block that may be a live sample or a bootstrap block: the filter said yes, or
+/// exact mode, where every slot comes here.
+///
+/// # Safety
+/// C `free` contract.
+#[inline(never)]
+pub unsafe extern "C" fn free_marked(p: *mut c_void) {
     if p.is_null() || profiler::free_slow(p as usize) {
         return; // NULL, or a bootstrap block: not the real allocator's
     }

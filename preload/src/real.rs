@@ -56,7 +56,7 @@ impl Jump {
     }
 }
 
-// `free`'s targets are a table of them, one per page modulo 32 MiB: `route.rs`.
+// `free`'s targets are a table of them, one per slot of address space: `route.rs`.
 pub static MALLOC_JUMP: Jump = Jump::to(crate::hooks::malloc_unresolved as *mut c_void);
 pub static CALLOC_JUMP: Jump = Jump::to(crate::hooks::calloc_unresolved as *mut c_void);
 
