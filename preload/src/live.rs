@@ -1,39 +1,41 @@
 //! The table of live sampled blocks: address → (stack id, size), and the filter in front of it.
 //!
-//! `free` must learn whether a block was sampled, and in sampled mode almost none were. Two filters
-//! answer before the table does. The first is `free`'s jump table (`route.rs`): a free in a slot
-//! (about a page) holding no live sample goes straight to the real free. The second, asked by
-//! `free_filtered` when the first says "maybe", is 64 Ki one-byte counters indexed by address bits
-//! 4–19 (blocks are at least 16-byte aligned), each counting the live sampled blocks (and bootstrap
-//! blocks) that land there; a block that merely shares a page with a sample (the usual reason to be
-//! asked) differs from it in bits 4–11, so its counter is another one. A zero means "certainly not
-//! sampled". A non-zero (a sampled block, or a collision: with n live samples the chance is about
-//! n/65536) sends `free` to the table. Counters saturate at 255 and then stay there (still correct,
-//! just less selective). The filter is 64 KiB, not bigger: every sample writes a byte somewhere in
-//! it, so in a long run all of its pages become real memory (an earlier 1 MiB filter, read by every
-//! `free`, made that read a cache and TLB miss often enough to cost more than the instruction it
-//! saved). In exact mode every block is sampled: the filters are left as they are, and every slot
-//! of the jump table goes straight to the table (`free_marked`).
+//! `free` must learn whether a block was sampled, and in sampled mode almost none were. Two
+//! filters answer before the table does. The first is `free`'s jump table (`route.rs`): a free
+//! in a slot (about a page) holding no live sample goes straight to the real free. The second,
+//! asked by `free_filtered` when the first says "maybe", is 64 Ki one-byte counters indexed by
+//! address bits 4–19 (blocks are at least 16-byte aligned), each counting the live sampled
+//! blocks (and bootstrap blocks) that land there; a block that merely shares a page with a
+//! sample (the usual reason to be asked) differs from it in bits 4–11, so its counter is
+//! another one. A zero means "certainly not sampled". A non-zero (a sampled block, or a
+//! collision: with n live samples the chance is about n/65536) sends `free` to the table.
+//! Counters saturate at 255 and then stay there (still correct, just less selective). The
+//! filter is 64 KiB, not bigger: every sample writes a byte somewhere in it, so in a long run
+//! all of its pages become real memory (an earlier 1 MiB filter, read by every `free`, made
+//! that read a cache and TLB miss often enough to cost more than the instruction it saved). In
+//! exact mode every block is sampled: the filters are left as they are, and every slot of the
+//! jump table goes straight to the table (`free_marked`).
 //!
-//! The **table** is split into 256 shards, one per group of 32 route slots (about 128 KiB of one
-//! heap), each under its own spin lock (no global lock anywhere), which also guards the route
-//! counts of its slots. A shard's first bucket is inside the shard, in the cache line after its
-//! lock: in sampled mode a shard rarely holds more than 3 live samples, so a sample is inserted and
-//! removed within two adjacent lines of a 32 KiB array (callgrind, one thread: 4.1 → 1.9 L2 misses
-//! and 61 → 55 L1 misses per sample, against a mapped table per shard and striped locks for the
-//! route counts). Past 3 entries the shard's table is an array of 64-byte buckets of four 16-byte
-//! entries, plus one overflow counter per bucket (after F14's design): an entry goes into the first
-//! bucket with room from its home bucket on, and each full bucket it passes counts it. A lookup
-//! reads the home bucket, compares its four keys without a loop or a branch per key, and goes on to
-//! the next bucket only if the key is not there and the overflow counter is non-zero, which at load
-//! ≤ 3/4 is rare. Deleting clears the entry and uncounts it on the buckets it had passed: no
-//! tombstones, no backward shift, so cost does not grow with churn. (Linear probing ran a probe
-//! loop and a backward-shift loop of variable length per operation.) Mapped tables grow by doubling
-//! into fresh memory from `map_anon`; the old one is unmapped (only lock holders ever read a
-//! table).
+//! The **table** is split into 256 shards, one per group of 32 route slots (about 128 KiB of
+//! one heap), each under its own spin lock (no global lock anywhere), which also guards the
+//! route counts of its slots. A shard's first bucket is inside the shard, in the cache line
+//! after its lock: in sampled mode, with a heap of up to about 100 MiB (fewer than 200 live
+//! samples), a shard rarely holds more than 3 live samples, so a sample is inserted and removed
+//! within two adjacent lines of a 32 KiB array (callgrind, one thread: 4.1 → 1.9 L2 misses and
+//! 61 → 55 L1 misses per sample, against a mapped table per shard and striped locks for the
+//! route counts). Past 3 entries the shard's table is an array of 64-byte buckets of four
+//! 16-byte entries, plus one overflow counter per bucket (after F14's design): an entry goes
+//! into the first bucket with room from its home bucket on, and each full bucket it passes
+//! counts it. A lookup reads the home bucket, compares its four keys without a loop or a branch
+//! per key, and goes on to the next bucket only if the key is not there and the overflow
+//! counter is non-zero, which at load ≤ 3/4 is rare. Deleting clears the entry and uncounts it
+//! on the buckets it had passed: no tombstones, no backward shift, so cost does not grow with
+//! churn. (Linear probing ran a probe loop and a backward-shift loop of variable length per
+//! operation.) Mapped tables grow by doubling into fresh memory from `map_anon`; the old one is
+//! unmapped (only lock holders ever read a table).
 //!
-//! Entry: `key` = address (0 = empty), `val` = stack id (24 bits) | size (40 bits). At load between
-//! 3/8 and 3/4 that is 21–43 bytes per live block, plus 1/64 byte per slot of counters.
+//! Entry: `key` = address (0 = empty), `val` = stack id (24 bits) | size (40 bits). At load
+//! between 3/8 and 3/4 that is 21–43 bytes per live block, plus 1/64 byte per slot of counters.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -82,7 +84,7 @@ struct Table {
 }
 
 /// A shard: its lock, the route counts of its 32 slots, and its table's header in one cache
-/// line, the inline bucket in the next. A sample in a heap of a few hundred MiB or less is
+/// line, the inline bucket in the next. A sample in a heap of about 100 MiB or less is
 /// inserted and removed within these two lines (with the separate mapping they were two
 /// cold lines and often a TLB miss, and the route counts a third line under another lock).
 #[repr(C, align(128))]

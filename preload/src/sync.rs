@@ -40,7 +40,21 @@ impl<T> SpinLock<T> {
     }
 
     /// Takes the lock without a guard (for the fork protocol).
+    #[inline]
     pub fn raw_lock(&self) {
+        // Uncontended (nearly always): one compare-and-swap, no load before it.
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
         let mut spins = 0u32;
         loop {
             if !self.locked.load(Ordering::Relaxed)
