@@ -5,9 +5,10 @@
 # An allocation-heavy C workload (each thread replaces one block of a ring per step: a malloc
 # and a free) runs with 1 and 2 threads: plain, under the preload sampled (512 KiB) and exact,
 # under jemalloc with and without its profiler, and under heaptrack when installed. Prints
-# median wall and CPU seconds, peak RSS, ratios to the plain run and CPU ns per malloc/free
-# pair; then instruction counts under callgrind (deterministic) and the memory exact mode
-# adds per live block.
+# median wall and CPU seconds, peak RSS, ratios to the plain run (of the medians, and the
+# median of each round's ratio) and CPU ns per malloc/free pair; then the CPU cost on real
+# programs (sqlite3, perl, python3), instruction counts under callgrind (deterministic) and the
+# memory exact mode adds per live block.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-10000000}

@@ -63,20 +63,36 @@ def table(threads):
     # moves all of them alike instead of whichever ran during the drift.
     cfgs = list(configs(threads))
     runs = [[] for _ in cfgs]
-    for _ in range(repeats):
-        for (_, argv, env), acc in zip(cfgs, runs):
-            acc.append(run_once(argv, env))
-    rows = [(name, statistics.median(r[0] for r in acc), statistics.median(r[1] for r in acc),
-             max(r[2] for r in acc)) for (name, _, _), acc in zip(cfgs, runs)]
+    interleave(cfgs, runs)
+    rows = summarize(cfgs, runs)
     pairs = threads * iters
     base = rows[0]
     print(f"\n{threads} thread(s) x {iters} malloc/free pairs, median of {repeats} interleaved rounds")
     print(f"{'configuration':<26} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9} {'wall x':>7} "
-          f"{'cpu x':>7} {'ns/pair':>8}")
-    for name, wall, cpu, rss in rows:
+          f"{'cpu x':>7} {'paired':>7} {'ns/pair':>8}")
+    for name, wall, cpu, rss, paired in rows:
         print(f"{name:<26} {wall:8.3f} {cpu:8.3f} {rss / 2**20:8.1f}M {wall / base[1]:7.2f} "
-              f"{cpu / base[2]:7.2f} {cpu / pairs * 1e9:8.1f}")
-    return {name: cpu / pairs * 1e9 for name, _, cpu, _ in rows}
+              f"{cpu / base[2]:7.2f} {paired:7.2f} {cpu / pairs * 1e9:8.1f}")
+    return {name: cpu / pairs * 1e9 for name, _, cpu, _, _ in rows}
+
+
+def interleave(cfgs, runs):
+    """`repeats` rounds of every configuration, in opposite orders in alternate rounds, so that
+    neither a drift nor the run before it (a cache or clock left warm or cold) favours one."""
+    for i in range(repeats):
+        order = list(zip(cfgs, runs))
+        for (_, argv, env), acc in (order if i % 2 == 0 else order[::-1]):
+            acc.append(run_once(argv, env))
+
+
+def summarize(cfgs, runs):
+    """Per configuration: median wall and CPU, peak RSS, and the median over rounds of the CPU
+    ratio to the plain run of the same round ("paired"), which a drift between rounds moves
+    less than the ratio of the medians."""
+    return [(name, statistics.median(r[0] for r in acc), statistics.median(r[1] for r in acc),
+             max(r[2] for r in acc),
+             statistics.median(a[1] / b[1] for a, b in zip(acc, runs[0])))
+            for (name, _, _), acc in zip(cfgs, runs)]
 
 
 one = table(1)
@@ -85,6 +101,40 @@ print("\nper-pair CPU cost, 2 threads vs 1 (no shared cache line written on the 
       "means the same cost per call):")
 for name in ("plain", "jeprof sampled (512 KiB)", "jeprof exact"):
     print(f"  {name:<26} {one[name]:6.1f} ns -> {two[name]:6.1f} ns ({two[name] / one[name]:.2f}x)")
+
+# Real programs, for what the profiler costs outside a benchmark built to call malloc: each
+# allocates in its own way (sqlite3 through its page cache and malloc, perl through malloc for
+# every string, python3 mostly from its own arenas).
+SQL = """CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, c REAL);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300000)
+INSERT INTO t SELECT i, hex(randomblob(16 + i % 48)), i * 0.5 FROM n;
+CREATE INDEX tb ON t(b);
+SELECT count(*), sum(length(b)) FROM t WHERE b > '8';
+"""
+sql_file = os.path.join(work, "w.sql")
+with open(sql_file, "w") as f:
+    f.write(SQL)
+PROGRAMS = [
+    ("sqlite3", ["sqlite3", ":memory:", f".read {sql_file}"]),
+    ("perl", ["perl", "-e", 'my %h; for my $i (1..2000000) { $h{"k$i"} = "v" x ($i % 64); '
+              'delete $h{"k".($i-1000)} if $i > 1000 } print scalar(keys %h), "\\n"']),
+    ("python3", ["python3", "-c", "import json\n"
+                 "d = [{'k': str(i), 'v': [i] * (i % 20)} for i in range(150000)]\n"
+                 "print(len(json.loads(json.dumps(d))))"]),
+]
+print(f"\nreal programs, CPU s (median of {repeats} interleaved rounds) and paired ratio to plain:")
+print(f"  {'program':<10} {'plain':>8} {'sampled':>8} {'x':>6} {'exact':>8} {'x':>6}")
+for label, argv in PROGRAMS:
+    if not shutil.which(argv[0]):
+        continue
+    same = {"PYTHONHASHSEED": "0"}  # the same dict layouts in every run
+    cfgs = [("plain", argv, same), ("sampled", argv, dict(SAMPLED, **same)),
+            ("exact", argv, dict(EXACT, **same))]
+    runs = [[] for _ in cfgs]
+    interleave(cfgs, runs)
+    rows = summarize(cfgs, runs)
+    print(f"  {label:<10} {rows[0][2]:8.3f} {rows[1][2]:8.3f} {rows[1][4]:6.2f} {rows[2][2]:8.3f} "
+          f"{rows[2][4]:6.2f}")
 
 if shutil.which("valgrind"):
     # Two lengths: the difference is the cost per pair, the rest the fixed cost of start-up and
