@@ -635,3 +635,26 @@ pub unsafe extern "C" fn mremap(
     }
     q
 }
+
+/// `dlclose`, forwarded; when an object was unloaded, the unwinder forgets the rules it cached
+/// by code address (and every thread's memorized walk), since other code may be loaded at the
+/// same addresses. (`dlopen` is not interposed: it resolves its caller's `DT_RPATH` from its
+/// return address, which would then be ours.)
+///
+/// # Safety
+/// C `dlclose` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    if real::DLCLOSE.get().is_null() {
+        real::resolve_all(); // called before start-up; not from inside an allocation
+        if real::DLCLOSE.get().is_null() {
+            return -1;
+        }
+    }
+    // SAFETY: forwarding to the real dlclose with the caller's handle.
+    let r = unsafe { real_fn!(real::DLCLOSE, real::DlcloseFn)(handle) };
+    if r == 0 {
+        profiler::code_unloaded();
+    }
+    r
+}

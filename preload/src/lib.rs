@@ -1,6 +1,6 @@
 //! `libjeprof_preload.so`: a heap profiler loaded with `LD_PRELOAD` into any Linux process.
 //!
-//! It interposes the malloc family and mmap/munmap/mremap, samples allocations by bytes
+//! It interposes the malloc family, mmap/munmap/mremap and dlclose, samples allocations by bytes
 //! (a Poisson process with jemalloc's semantics, or every allocation when asked), records
 //! their call stacks, tracks which sampled blocks are still live, and writes jemalloc
 //! `heap_v2` profiles at exit and on triggers. Configuration: `JEPROF_CONF`.

@@ -23,7 +23,9 @@ pub struct Memo {
     id: u32,
     /// Compare `bp` too (the walk used the starting rbp).
     bp_used: u32,
-    n: usize,
+    n: u32,
+    /// The profiler's count of `dlclose`s before the memorized walk.
+    generation: u32,
     words: [(usize, usize); MAX_READS],
 }
 
@@ -34,8 +36,9 @@ const _: () = assert!(core::mem::size_of::<Memo>() == MEMO_BYTES);
 impl Memo {
     /// The stack id of the memorized walk if a walk from `regs` would repeat it.
     #[inline]
-    pub fn repeat(&self, regs: Regs) -> Option<u32> {
+    pub fn repeat(&self, regs: Regs, generation: u32) -> Option<u32> {
         if self.id == 0
+            || generation != self.generation
             || regs.pc != self.pc
             || regs.sp != self.sp
             || (self.bp_used != 0 && regs.bp != self.bp)
@@ -43,7 +46,7 @@ impl Memo {
             return None;
         }
         let mut same = true;
-        for &(addr, value) in &self.words[..self.n.min(MAX_READS)] {
+        for &(addr, value) in &self.words[..(self.n as usize).min(MAX_READS)] {
             // SAFETY: `remember` keeps only complete logs, made on this thread's own stack
             // with every address checked to lie inside it (aligned, in bounds); the thread's
             // stack stays mapped while the thread runs, and only this thread reads its memo.
@@ -52,8 +55,9 @@ impl Memo {
         same.then_some(self.id)
     }
 
-    /// Keeps the walk from `regs` that `reads` logged and produced stack `id`, if repeatable.
-    pub fn remember(&mut self, regs: Regs, reads: &Reads, id: u32) {
+    /// Keeps the walk from `regs` that `reads` logged and produced stack `id`, if repeatable;
+    /// `generation` is the count of `dlclose`s from before the walk.
+    pub fn remember(&mut self, regs: Regs, reads: &Reads, id: u32, generation: u32) {
         self.id = 0;
         let Some(words) = reads.words() else {
             return;
@@ -62,8 +66,44 @@ impl Memo {
         self.sp = regs.sp;
         self.bp = regs.bp;
         self.bp_used = reads.bp_used as u32;
-        self.n = words.len();
+        self.n = words.len() as u32;
+        self.generation = generation;
         self.words[..words.len()].copy_from_slice(words);
         self.id = id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_is_repeated_only_with_the_same_words_and_rules() {
+        let word = Box::new(0x1234usize);
+        let addr = &*word as *const usize as usize;
+        let regs = Regs {
+            pc: 0x40_1000,
+            sp: 0x7ff0_0000,
+            bp: 0,
+        };
+        // SAFETY: every field of `Memo` is an integer, for which all-zero bytes are valid.
+        let mut m: Box<Memo> = Box::new(unsafe { core::mem::zeroed() });
+        assert_eq!(m.repeat(regs, 5), None, "an empty memo");
+        m.remember(regs, &Reads::logged(&[(addr, 0x1234)]), 7, 5);
+        assert_eq!(m.repeat(regs, 5), Some(7));
+        assert_eq!(m.repeat(regs, 6), None, "rules forgotten since (a dlclose)");
+        assert_eq!(
+            m.repeat(
+                Regs {
+                    sp: regs.sp + 8,
+                    ..regs
+                },
+                5
+            ),
+            None,
+            "another start"
+        );
+        m.remember(regs, &Reads::logged(&[(addr, 0x9999)]), 8, 5);
+        assert_eq!(m.repeat(regs, 5), None, "the word it read has changed");
     }
 }

@@ -53,6 +53,9 @@ struct Hot {
     ln_keep: AtomicU64,
     /// Allocated bytes at which the next `lg_prof_interval` dump is due (`u64::MAX`: off).
     next_interval: AtomicU64,
+    /// Objects the program has unloaded (`dlclose`): a walk memorized before one is not
+    /// reused (`memo.rs`).
+    unloads: AtomicU32,
 }
 
 impl Hot {
@@ -74,7 +77,15 @@ static HOT: Hot = Hot {
     lg_sample: AtomicU32::new(19),
     ln_keep: AtomicU64::new(0),
     next_interval: AtomicU64::new(u64::MAX),
+    unloads: AtomicU32::new(0),
 };
+
+/// The program unloaded an object: other code, with other unwind rules, may be loaded at its
+/// addresses. Forgets the cached rules and, by counting, every thread's memorized walk.
+pub fn code_unloaded() {
+    HOT.unloads.fetch_add(1, Ordering::AcqRel);
+    unwind::forget_rules();
+}
 
 /// Written once by `init` before `HOT.active` is published, read-only afterwards.
 struct ConfigCell(UnsafeCell<Config>);
@@ -355,7 +366,8 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
     // `Busy`), so no other reference to it exists while this one lives.
     let memo = unsafe { &mut *t.memo.get() };
-    let id = match memo.repeat(regs) {
+    let generation = HOT.unloads.load(Ordering::Acquire);
+    let id = match memo.repeat(regs, generation) {
         Some(id) => id,
         None => {
             let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
@@ -363,7 +375,7 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
             let frames =
                 unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth], &mut reads);
             let id = intern_heap_stack(t, frames);
-            memo.remember(regs, &reads, id);
+            memo.remember(regs, &reads, id, generation);
             id
         }
     };

@@ -18,6 +18,7 @@ pub type AlignFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
 pub type UsableFn = unsafe extern "C" fn(*mut c_void) -> usize;
 pub type MmapFn = unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void;
 pub type MunmapFn = unsafe extern "C" fn(*mut c_void, usize) -> c_int;
+pub type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 pub type MremapFn =
     unsafe extern "C" fn(*mut c_void, usize, usize, c_int, *mut c_void) -> *mut c_void;
 
@@ -74,6 +75,7 @@ pub static MMAP: Slot = Slot::new();
 pub static MMAP64: Slot = Slot::new();
 pub static MUNMAP: Slot = Slot::new();
 pub static MREMAP: Slot = Slot::new();
+pub static DLCLOSE: Slot = Slot::new();
 
 const UNRESOLVED: u8 = 0;
 const RESOLVING: u8 = 1;
@@ -125,6 +127,7 @@ pub fn resolve_all() -> bool {
     set(&MMAP64, &[c"mmap64", c"mmap"]);
     set(&MUNMAP, &[c"munmap"]);
     set(&MREMAP, &[c"mremap"]);
+    set(&DLCLOSE, &[c"dlclose"]);
     MALLOC_JUMP.set_if_found(MALLOC.get());
     CALLOC_JUMP.set_if_found(CALLOC.get());
     STATE.store(RESOLVED, Ordering::Release);

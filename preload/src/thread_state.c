@@ -24,7 +24,7 @@ struct jeprof_thread_state {
     struct {                    /* the last walk, see src/memo.rs */
         uint64_t pc, sp, bp;
         uint32_t id, bp_used;
-        uint64_t n;
+        uint32_t n, generation;
         uint64_t words[64][2];
     } memo;
 };

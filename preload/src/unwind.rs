@@ -3,7 +3,8 @@
 //! On x86-64 with glibc ≥ 2.35 we walk the stack ourselves with DWARF CFI (`cfi.rs`):
 //! - the object and its `.eh_frame_hdr` come from `_dl_find_object` (lock-free, no loader lock);
 //! - the rule for each code address is cached in a global direct-mapped table of packed 64-bit
-//!   entries (one atomic load per frame on a hit; racing writers can only lose an entry);
+//!   entries (one atomic load per frame on a hit; racing writers can only lose an entry),
+//!   cleared when the program calls `dlclose` (other code may then load at the same addresses);
 //! - every stack read is checked against the thread's stack mapping, found once per thread from
 //!   `/proc/self/maps` with raw system calls (no allocation), and frames must move up the stack;
 //! - code in no object (JIT) is crossed with frame pointers, under the same checks; code whose
@@ -185,6 +186,17 @@ impl Reads {
         }
     }
 
+    /// A complete log of `words` (tests of the memo).
+    #[cfg(test)]
+    pub fn logged(words: &[(usize, usize)]) -> Self {
+        let mut r = Reads::new();
+        for &(addr, value) in words {
+            r.log(addr, value);
+        }
+        r.complete = true;
+        r
+    }
+
     /// The logged words, when the log is complete.
     pub fn words(&self) -> Option<&[(usize, usize)]> {
         if !self.complete {
@@ -320,6 +332,13 @@ const CACHE_BITS: u32 = 14;
 const PC_BITS: u32 = 47;
 const PC_MASK: u64 = (1 << PC_BITS) - 1;
 static CACHE: [AtomicU64; 1 << CACHE_BITS] = [const { AtomicU64::new(0) }; 1 << CACHE_BITS];
+/// Forgets every cached rule: after a `dlclose`, other code with other rules may be loaded at
+/// the same addresses. Plain stores; a walk racing with it can only miss and recompute.
+pub fn forget_rules() {
+    for e in &CACHE {
+        e.store(0, Ordering::Relaxed);
+    }
+}
 
 /// A cached answer for one code address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,9 @@
 //!
 //! The programs: `unwind_mix.c` at -O2 without frame pointers and at -O0 (leaf allocations,
 //! a libc callback, strdup inside libc, alloca and VLAs, a 48 KiB frame, recursion, threads),
-//! and python3 (a large real interpreter with deep, varied C stacks).
+//! and python3 (a large real interpreter with deep, varied C stacks). And one the reference
+//! cannot be wrong about: code unloaded by `dlclose` and replaced at the same address by code
+//! with other unwind rules, which a cache of rules by address must not walk with the old ones.
 
 use std::path::Path;
 
@@ -95,4 +97,31 @@ fn same_stacks_as_libgcc_in_python() {
         ])
     });
     assert!(n >= 100, "only {n} stacks");
+}
+
+#[test]
+fn code_reloaded_at_the_same_address_is_walked_with_its_own_rules() {
+    let dir = TempDir::new("samepc");
+    let bin = compile_c("samepc", dir.path(), &[]);
+    let a = compile_shared("samepc_a", dir.path());
+    let b = compile_shared("samepc_b", dir.path());
+    let out = Run::new(&bin)
+        .args(&[a.display().to_string(), b.display().to_string()])
+        .profiled(&exact_conf(&dir))
+        .run();
+    out.expect_success().expect_quiet();
+    // The loader put the second library where the first was: the same return address in
+    // lib_alloc, behind a 0x208-byte frame instead of a 0x18-byte one. (Walked with the first
+    // library's rule, the second allocation's stack skipped call_second.)
+    assert_eq!(out.value("same_address"), "1", "{}", out.report());
+    let t = top(&final_dump(&dir, out.pid), &[]);
+    for (caller, bytes) in [("call_first", 1111), ("call_second", 2222)] {
+        assert_eq!(
+            t.cum(caller),
+            (bytes, 1),
+            "{}: cum of {caller}\n{}",
+            t.command,
+            t.render()
+        );
+    }
 }
