@@ -4,9 +4,9 @@
 //! size from the thread's countdown; only when it reaches zero does anything else happen
 //! (`profiler::sample`). `free` jumps through the live table's jump table (one load, no TLS),
 //! whose slot for the block's address (about its page) is the real free unless a live sample
-//! lies in that slot. Before the real functions are known, allocations come from the bootstrap arena, whose
-//! blocks are marked like samples so that `free` can recognize them. Symbols are exported
-//! only outside `cfg(test)`, so unit tests do not replace their own malloc.
+//! lies in that slot. Before the real functions are known, allocations come from the bootstrap
+//! arena, whose blocks are marked like samples so that `free` can recognize them. Symbols are
+//! exported only outside `cfg(test)`, so unit tests do not replace their own malloc.
 
 use core::ffi::{c_int, c_void};
 

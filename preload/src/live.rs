@@ -337,13 +337,14 @@ impl LiveTable {
 
     /// Sends frees of unsampled blocks to `f` (the real free, once it is known).
     pub fn set_free(&self, f: *mut c_void) {
-        self.set_route_default(f);
+        self.routes.set_default(f);
+        self.each_group(|g, d| self.routes.refresh(g, &d.counts));
     }
 
-    fn set_route_default(&self, f: *mut c_void) {
-        self.routes.set_default(f);
+    /// Runs `f` on each group of route slots and its shard, under the shard's lock.
+    fn each_group(&self, f: impl Fn(usize, &mut ShardData)) {
         for (g, s) in self.shards.iter().enumerate() {
-            s.with(|d| self.routes.refresh(g, &d.counts));
+            s.with(|d| f(g, d));
         }
     }
 
@@ -386,9 +387,7 @@ impl LiveTable {
         // does not maintain.
         let f = crate::hooks::free_marked as *mut c_void;
         self.routes.set_default(f);
-        for (g, s) in self.shards.iter().enumerate() {
-            s.with(|_| self.routes.send_group(g, f));
-        }
+        self.each_group(|g, _| self.routes.send_group(g, f));
     }
 
     /// The shard of `addr`: the one that keeps the route counts of its slot, so about 128 KiB

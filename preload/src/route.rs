@@ -21,8 +21,8 @@
 //! other thread's frees read. The price of indexing by address region: every block near a live
 //! sample takes the detour through the byte filter, a fraction of about n/P of frees with n
 //! live samples on a heap of P pages (0.7% on the benchmark, with one thread or two; 1.2% with
-//! two by page number alone). A large heap marks the same share
-//! of slots as a hash would: one per live sample.
+//! two by page number alone). A large heap marks the same share of slots as a hash would: one
+//! per live sample.
 //!
 //! Slots change only when a marked count goes between 0 and 1 or the default changes. The
 //! counts come in groups of 32 consecutive slots, and each group is kept by the caller (the
@@ -120,8 +120,9 @@ impl Routes {
         self.slots[index(addr)].load(Ordering::Relaxed)
     }
 
-    /// Unmarked slots go to `f` from now on (the real free, once it is known; in exact mode the
-    /// marked target). The caller then passes every group to `refresh`, each under its lock.
+    /// Unmarked slots go to `f` from now on (the real free, once it is known; in exact mode,
+    /// the table's own path). The caller then passes every group to `refresh` (or, in exact
+    /// mode, `send_group`), each under its lock.
     pub fn set_default(&self, f: *mut c_void) {
         self.default.store(f, Ordering::Release);
     }
