@@ -3,7 +3,9 @@
 #
 # usage: scripts/bench.sh [ITERATIONS_PER_THREAD] [REPEATS]
 # An allocation-heavy C workload (each thread replaces one block of a ring per step: a malloc
-# and a free) runs with 1 and 2 threads: plain, under the preload sampled (512 KiB) and exact,
+# and a free) runs with 1 and 2 threads: plain, under two do-nothing preloads that show the
+# floor of interposition (forwarding only; forwarding plus a byte countdown that never fires),
+# under the preload sampled (512 KiB) and exact,
 # under jemalloc with and without its profiler, and under heaptrack when installed. Prints
 # median wall and CPU seconds, peak RSS, ratios to the plain run (of the medians, and the
 # median of each round's ratio) and CPU ns per malloc/free pair; then the CPU cost on real
@@ -18,4 +20,6 @@ work=$(mktemp -d /tmp/jeprof-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -g -pthread -o "$work/alloc_heavy" scripts/bench/alloc_heavy.c
 gcc -O2 -g -o "$work/live_blocks" scripts/bench/live_blocks.c
+gcc -O2 -fPIC -fno-plt -shared -o "$work/floor_jump.so" scripts/bench/floor.c
+gcc -O2 -fPIC -fno-plt -shared -DCOUNTDOWN -o "$work/floor_countdown.so" scripts/bench/floor.c
 exec python3 scripts/bench/run.py "$work" "$iters" "$repeats"

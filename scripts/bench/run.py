@@ -18,11 +18,16 @@ if not os.path.exists(GNU_TIME):
 
 SAMPLED = {"LD_PRELOAD": preload, "JEPROF_CONF": f"prof_prefix:{work}/s"}
 EXACT = {"LD_PRELOAD": preload, "JEPROF_CONF": f"prof_prefix:{work}/e,lg_prof_sample:0"}
+# The floor: what a preload costs before it profiles anything (scripts/bench/floor.c).
+FLOOR_JUMP = {"LD_PRELOAD": os.path.join(work, "floor_jump.so")}
+FLOOR_COUNTDOWN = {"LD_PRELOAD": os.path.join(work, "floor_countdown.so")}
 
 
 def configs(threads):
     cmd = [prog, str(threads), str(iters)]
     yield "plain", cmd, {}
+    yield "floor: forwarding only", cmd, FLOOR_JUMP
+    yield "floor: + byte countdown", cmd, FLOOR_COUNTDOWN
     yield "jeprof sampled (512 KiB)", cmd, SAMPLED
     yield "jeprof exact", cmd, EXACT
     if os.path.exists(jemalloc):
@@ -73,6 +78,12 @@ def table(threads):
     for name, wall, cpu, rss, paired in rows:
         print(f"{name:<26} {wall:8.3f} {cpu:8.3f} {rss / 2**20:8.1f}M {wall / base[1]:7.2f} "
               f"{cpu / base[2]:7.2f} {paired:7.2f} {cpu / pairs * 1e9:8.1f}")
+    # What the profiler adds to a preload that already forwards and counts down.
+    at = {name: acc for (name, _, _), acc in zip(cfgs, runs)}
+    floor = at["floor: + byte countdown"]
+    print("over the floor (+ countdown), paired: " + ", ".join(
+        f"{name} {statistics.median(a[1] / b[1] for a, b in zip(at[name], floor)):.2f}x"
+        for name in ("jeprof sampled (512 KiB)", "jeprof exact")))
     return {name: cpu / pairs * 1e9 for name, _, cpu, _, _ in rows}
 
 
@@ -141,7 +152,8 @@ if shutil.which("valgrind"):
     # the final dump (which a longer run amortizes).
     short, long_ = 200000, 1000000
     counts = {}
-    for name, env in (("plain", {}), ("jeprof sampled (512 KiB)", SAMPLED), ("jeprof exact", EXACT)):
+    for name, env in (("plain", {}), ("floor: + byte countdown", FLOOR_COUNTDOWN),
+                      ("jeprof sampled (512 KiB)", SAMPLED), ("jeprof exact", EXACT)):
         for n in (short, long_):
             out = subprocess.run(["valgrind", "--tool=callgrind",
                                   f"--callgrind-out-file={work}/cg.out", prog, "1", str(n)],
