@@ -152,10 +152,15 @@ impl Routes {
     pub fn mark(&self, counts: &mut Counts, addr: usize) {
         let i = index(addr);
         let n = &mut counts.0[i % GROUP];
+        if *n == 0 {
+            // Only on the first mark: a slot with a count is marked already (`refresh` and
+            // `unmark` leave such slots alone), and a store would take the line from every
+            // core whose frees read it.
+            self.slots[i].store(self.marked.load(Ordering::Relaxed), Ordering::Release);
+        }
         if *n != STUCK {
             *n += 1;
         }
-        self.slots[i].store(self.marked.load(Ordering::Relaxed), Ordering::Release);
     }
 
     /// The block at `addr` that `mark` counted is gone. The caller holds the lock of
