@@ -79,8 +79,32 @@ impl core::fmt::Write for FdWriter<'_> {
     }
 }
 
-/// The buffer dumps format into (lives in the dump lock).
-pub struct DumpBuf(pub [u8; BUF]);
+/// Everything a dump needs beyond a few words of stack (lives in the dump lock): the output
+/// buffer, a read buffer, a stack's frames and the loaded objects' build ids. A dump can run
+/// on a thread with a 16 KiB stack, or from `exit()` called deep in one.
+pub struct DumpBuf {
+    pub out: [u8; BUF],
+    pub read: [u8; 4096],
+    pub frames: [usize; crate::config::MAX_DEPTH_LIMIT],
+    pub ids: [sys::ObjectId; 256],
+}
+
+impl DumpBuf {
+    pub const fn new() -> Self {
+        DumpBuf {
+            out: [0; BUF],
+            read: [0; 4096],
+            frames: [0; crate::config::MAX_DEPTH_LIMIT],
+            ids: [sys::ObjectId::EMPTY; 256],
+        }
+    }
+}
+
+impl Default for DumpBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// What a dump wrote, for the leak summary.
 #[derive(Clone, Copy, Default)]
@@ -110,6 +134,7 @@ struct Row {
 }
 
 /// Where a profile's in-use counts come from.
+#[derive(Clone, Copy)]
 pub enum InUse<'a> {
     /// The table's own counters (allocated minus freed): mappings.
     Counters,
@@ -120,7 +145,8 @@ pub enum InUse<'a> {
 
 /// Writes one profile of `table` to a new file at `path`. `lg_sample` is the sample period's
 /// log2 (0 for exact counts; the mmap space is always exact). Returns what was written, or the
-/// errno of the failed open/write.
+/// errno of the failed open/write (`EDEADLK`: the live table could not be read within
+/// `wait_ns`, see `LiveTable::tally`; nothing is written then).
 pub fn write_profile(
     path: &CStr,
     table: &StackTable,
@@ -128,6 +154,7 @@ pub fn write_profile(
     lg_sample: u32,
     meta: &Meta<'_>,
     buf: &mut DumpBuf,
+    wait_ns: u64,
 ) -> Result<Written, c_int> {
     // Pass 0: in-use counts from the live blocks, before the cumulative counters are read (a
     // block is counted as allocated before it enters the table, so every stack's allocated
@@ -140,7 +167,11 @@ pub fn write_profile(
             let mem = sys::map_anon(bytes).ok_or(libc::ENOMEM)?;
             // SAFETY: a fresh zeroed mapping of `ids` pairs, unmapped below.
             let sums = unsafe { core::slice::from_raw_parts_mut(mem.cast::<[u64; 2]>(), ids) };
-            l.tally(lg_sample, sums);
+            if !l.tally(lg_sample, sums, wait_ns) {
+                // SAFETY: the mapping made above, no longer referenced.
+                unsafe { sys::unmap(mem, bytes) };
+                return Err(libc::EDEADLK);
+            }
             Some(sums)
         }
     };
@@ -168,10 +199,15 @@ fn write_rows(
     let rows = unsafe { core::slice::from_raw_parts_mut(scratch.cast::<Row>(), cap) };
     let mut n = 0;
     let mut total = [0u64; 4];
-    let mut frames = [0usize; crate::config::MAX_DEPTH_LIMIT];
+    let DumpBuf {
+        out: obuf,
+        read: rbuf,
+        frames,
+        ids,
+    } = buf;
     let mut w = Written::default();
     let period = (1u64 << lg_sample) as f64;
-    table.for_each(&mut frames, |id, _, mut c| {
+    table.for_each(frames, |id, _, mut c| {
         if let Some(sums) = live {
             [c.inuse_objs, c.inuse_bytes] = sums.get(id as usize).copied().unwrap_or([0, 0]);
         }
@@ -203,7 +239,7 @@ fn write_rows(
 
     let result = (|| {
         let fd = sys::create_exclusive(path)?;
-        let mut out = FdWriter::new(fd, &mut buf.0);
+        let mut out = FdWriter::new(fd, obuf);
         let _ = write!(
             out,
             "heap_v2/{}\n  t*: {}: {} [{}: {}]\n",
@@ -213,9 +249,9 @@ fn write_rows(
             total[2],
             total[3]
         );
-        write_meta(&mut out, meta, lg_sample);
+        write_meta(&mut out, meta, lg_sample, rbuf, ids);
         for r in &rows[..n] {
-            let depth = table.frames(r.id, &mut frames);
+            let depth = table.frames(r.id, frames);
             out.put(b"@");
             for f in &frames[..depth] {
                 let _ = write!(out, " {f:#x}");
@@ -227,7 +263,7 @@ fn write_rows(
             );
         }
         out.put(b"\nMAPPED_LIBRARIES:\n");
-        copy_file(&mut out, c"/proc/self/maps");
+        copy_file(&mut out, c"/proc/self/maps", rbuf);
         let ok = out.finish();
         sys::close(fd);
         if ok { Ok(w) } else { Err(libc::EIO) }
@@ -237,7 +273,13 @@ fn write_rows(
     result
 }
 
-fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
+fn write_meta(
+    out: &mut FdWriter<'_>,
+    meta: &Meta<'_>,
+    lg_sample: u32,
+    rbuf: &mut [u8; 4096],
+    ids: &mut [sys::ObjectId; 256],
+) {
     let (sec, nsec) = sys::now_realtime();
     let _ = write!(
         out,
@@ -252,21 +294,19 @@ fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
     out.put(b"# tag: ");
     out.put(meta.tag);
     out.put(b"\n");
-    let mut exe = [0u8; 1024];
-    let n = sys::readlink(c"/proc/self/exe", &mut exe);
-    if n > 0 && !exe[..n].contains(&b'\n') {
+    let n = sys::readlink(c"/proc/self/exe", rbuf);
+    if n > 0 && !rbuf[..n].contains(&b'\n') {
         out.put(b"# exe: ");
-        out.put(&exe[..n]);
+        out.put(&rbuf[..n]);
         out.put(b"\n");
     }
-    let mut statm = [0u8; 256];
-    let n = sys::read_small_file(c"/proc/self/statm", &mut statm);
+    let n = sys::read_small_file(c"/proc/self/statm", &mut rbuf[..256]);
     // statm: size resident shared text lib data dt (pages)
-    if let Some(rss_pages) = statm[..n].split(|&c| c == b' ').nth(1).and_then(parse_u64) {
+    if let Some(rss_pages) = rbuf[..n].split(|&c| c == b' ').nth(1).and_then(parse_u64) {
         let _ = writeln!(out, "# rss_bytes: {}", rss_pages * sys::PAGE as u64);
     }
     if meta.kind == "heap" {
-        write_build_ids(out);
+        write_build_ids(out, rbuf, ids);
     }
     if let Some(m) = &meta.mallinfo {
         let _ = write!(
@@ -283,17 +323,15 @@ fn write_meta(out: &mut FdWriter<'_>, meta: &Meta<'_>, lg_sample: u32) {
 /// `# build_id <path>: <hex>` for each mapped executable object, so that the analyzer can tell
 /// when a file on disk is no longer the one that ran. Paths are the ones /proc/self/maps shows
 /// (the analyzer matches on them); objects are matched to mappings by address.
-fn write_build_ids(out: &mut FdWriter<'_>) {
-    let mut objects = [sys::ObjectId {
-        lo: 0,
-        hi: 0,
-        id: [0; 32],
-        id_len: 0,
-    }; 256];
-    let n = sys::loaded_object_ids(&mut objects);
+fn write_build_ids(
+    out: &mut FdWriter<'_>,
+    rbuf: &mut [u8; 4096],
+    objects: &mut [sys::ObjectId; 256],
+) {
+    let n = sys::loaded_object_ids(objects);
     let objects = &objects[..n];
     let mut last = [0usize; 2];
-    sys::for_each_maps_line(&mut |line| {
+    sys::for_each_maps_line(rbuf, &mut |line| {
         // start-end perms offset dev inode path
         let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
         let perms = fields.nth(1).unwrap_or(b"");
@@ -330,13 +368,12 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
     }))
 }
 
-fn copy_file(out: &mut FdWriter<'_>, path: &CStr) {
+fn copy_file(out: &mut FdWriter<'_>, path: &CStr, chunk: &mut [u8; 4096]) {
     let Some(fd) = sys::open_read(path) else {
         return;
     };
-    let mut chunk = [0u8; 4096];
     loop {
-        let n = sys::read(fd, &mut chunk);
+        let n = sys::read(fd, chunk);
         if n == 0 {
             break;
         }
@@ -380,7 +417,7 @@ mod tests {
         let path = dir.join("p.heap");
         let _ = std::fs::remove_file(&path);
         let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        let mut buf = Box::new(DumpBuf([0; BUF]));
+        let mut buf = Box::new(DumpBuf::new());
         let w = write_profile(
             &cpath,
             &t,
@@ -397,6 +434,7 @@ mod tests {
                 }),
             },
             &mut buf,
+            u64::MAX,
         )
         .unwrap();
         assert_eq!((w.inuse_objs, w.inuse_bytes, w.stacks), (2, 200, 1));
@@ -434,7 +472,8 @@ mod tests {
                     tag: b"f",
                     mallinfo: None
                 },
-                &mut buf
+                &mut buf,
+                u64::MAX
             )
             .err(),
             Some(libc::EEXIST)
@@ -464,9 +503,10 @@ mod build_id_tests {
         let _ = std::fs::remove_file(&path);
         let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         let fd = sys::create_exclusive(&cpath).unwrap();
-        let mut buf = Box::new(DumpBuf([0; BUF]));
-        let mut out = FdWriter::new(fd, &mut buf.0);
-        write_build_ids(&mut out);
+        let mut buf = Box::new(DumpBuf::new());
+        let DumpBuf { out, read, ids, .. } = &mut *buf;
+        let mut out = FdWriter::new(fd, out);
+        write_build_ids(&mut out, read, ids);
         assert!(out.finish());
         sys::close(fd);
         let text = std::fs::read_to_string(&path).unwrap();

@@ -38,8 +38,8 @@ macro_rules! real_fn {
 /// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
 #[inline(always)]
 fn account(p: *mut c_void, size: usize) -> *mut c_void {
-    // A size above i64::MAX cannot have been allocated; wrapping makes it a no-op.
-    if thread::charge_countdown(size as i64) <= 0 {
+    // A size above i64::MAX takes the slow path, which undoes the charge of a failed request.
+    if thread::charge_countdown(size) {
         // Captured here, in the hook's own frame, so the walk starts at our caller's caller.
         let r = unwind::Regs::capture();
         // Not a tail call: the walk reads this frame, which must stay alive until it is done.
@@ -54,8 +54,7 @@ fn account(p: *mut c_void, size: usize) -> *mut c_void {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 fn charge(size: usize) -> bool {
-    // A size above i64::MAX cannot be allocated; wrapping makes it harmless.
-    thread::charge_countdown(size as i64) <= 0
+    thread::charge_countdown(size)
 }
 
 /// Records the block an out-of-line `*_sampled` function just got. Inlined into that
@@ -71,6 +70,10 @@ fn sampled(p: *mut c_void, size: usize) -> *mut c_void {
 /// (dlsym allocating), serve from the bootstrap arena.
 #[cold]
 fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
+    // The fast path charged this request, and the caller may charge it again through the
+    // hook: start from zero, so that the next allocation comes back to a slow path (a
+    // countdown below zero would never be reached again: the fast path compares unsigned).
+    thread::current().bytes_until_sample.set(0);
     profiler::init();
     if real::resolved() && !real::MALLOC.get().is_null() {
         return None;
@@ -79,13 +82,17 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
     if !p.is_null() {
         LIVE.filter_add(p as usize); // so that free() takes the slow path and ignores it
     }
+    thread::current().bytes_until_sample.set(0);
     Some(p)
 }
 
 // ---- the fast paths: malloc, calloc, free ---------------------------------------------------
 //
 // The sample decision is made *before* the real call: the thread's countdown drops by the
-// size, and only at or below zero does the call leave the fast path. Deciding first lets the
+// size, and only when the size reaches the countdown (compared unsigned, so that a size that
+// cannot be allocated, e.g. malloc(SIZE_MAX - 100), is no negative charge that raises the
+// countdown: it goes to the slow path, which undoes the charge of a failed request) does the
+// call leave the fast path. Deciding first lets the
 // common case end in a jump to the real function: no stack frame, no saved registers,
 // nothing to do afterwards. (If the real call then fails, the slow path sees a null block and
 // records nothing.) `free` jumps through its slot of the live table's jump table: one load, no
@@ -115,7 +122,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         ".cfi_startproc",
         "mov rax, qword ptr [rip + jeprof_tls@GOTTPOFF]",
         "sub qword ptr fs:[rax], rdi",
-        "jle {slow}",
+        "jbe {slow}",
         "jmp qword ptr [rip + {next}]",
         ".cfi_endproc",
         slow = sym malloc_slow,
@@ -176,7 +183,7 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
         "imul rax, rsi",
         "mov rcx, qword ptr [rip + jeprof_tls@GOTTPOFF]",
         "sub qword ptr fs:[rcx], rax",
-        "jle {slow}",
+        "jbe {slow}",
         "jmp qword ptr [rip + {next}]",
         ".cfi_endproc",
         slow = sym calloc_slow,
@@ -354,7 +361,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         }
         // The old block leaves the live table before the real realloc can free it, so that
         // no other thread can be handed the same address while it is still recorded.
-        old = profiler::forget(p as usize);
+        old = Some(profiler::forget(p as usize));
     }
     if real::REALLOC.get().is_null() {
         return core::ptr::null_mut();
@@ -363,9 +370,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let q = unsafe { real_fn!(real::REALLOC, ReallocFn)(p, size) };
     if q.is_null() {
         if size != 0
-            && let Some(b) = old
+            && let Some(r) = old
         {
-            profiler::restore(p as usize, b); // failed: the old block is still there
+            profiler::restore(p as usize, r); // failed: the old block is still there
         }
         return q;
     }
@@ -613,7 +620,7 @@ pub unsafe extern "C" fn mremap(
     if !track {
         return call();
     }
-    profiler::on_unmap(old as usize, old_len);
+    let recorded = profiler::on_unmap(old as usize, old_len);
     let q = call();
     if q != libc::MAP_FAILED {
         profiler::on_map(
@@ -622,8 +629,9 @@ pub unsafe extern "C" fn mremap(
             libc::PROT_READ,
             unwind::Regs::capture(),
         );
-    } else {
-        // The old range is still mapped; it is now attributed to this mremap call.
+    } else if recorded != 0 {
+        // The old range is still mapped (if it was: EFAULT says it was not, and nothing was
+        // recorded for it then); it is now attributed to this mremap call.
         let saved = crate::sys::errno();
         profiler::on_map(
             old as usize,
@@ -657,4 +665,26 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
         profiler::code_unloaded();
     }
     r
+}
+
+/// `_exit`, after the final dump that the library destructors (which `_exit` skips) would have
+/// written; never in a `vfork` child (`profiler::at_quick_exit`).
+///
+/// # Safety
+/// C `_exit` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    profiler::at_quick_exit();
+    real::exit_now(status)
+}
+
+/// `_Exit`: the same as `_exit`.
+///
+/// # Safety
+/// C `_Exit` contract.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    profiler::at_quick_exit();
+    real::exit_now(status)
 }

@@ -17,10 +17,12 @@
 //!   `route` (`free`'s jump table), `mmaps` (mapped ranges), `unwind` (call stacks) with
 //!   `cfi` (DWARF rules) and `memo` (repeated stacks recognized without a walk), `dump`
 //!   (heap_v2 writer), `config` (`JEPROF_CONF`).
-//! - `sys`, `fmt`, `sync`: OS calls, allocation-free formatting, a spin lock.
+//! - `sys`, `fmt`, `sync`, `defer`: OS calls, allocation-free formatting, a spin lock that
+//!   knows its owner, and the changes a re-entrant call queues for that owner.
 
 pub mod cfi;
 pub mod config;
+pub mod defer;
 pub mod dump;
 pub mod fmt;
 pub mod hooks;

@@ -38,7 +38,9 @@
 //! between 3/8 and 3/4 that is 21–43 bytes per live block, plus 1/64 byte per slot of counters.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use crate::defer;
 
 use crate::route::{self, Counts, Routes};
 use crate::sync::SpinLock;
@@ -114,6 +116,8 @@ pub struct LiveTable {
     filter: [AtomicU8; 1 << FILTER_BITS],
     /// Every block is sampled (exact mode): the filter is bypassed and not maintained.
     every: AtomicBool,
+    /// Which shard locks `lock_all` took (it skips those this thread holds already).
+    fork_taken: [AtomicU64; SHARDS / 64],
     shards: [Shard; SHARDS],
 }
 
@@ -305,10 +309,28 @@ impl Shard {
             table: Table::EMPTY,
         }))
     }
+}
 
-    fn with<R>(&self, f: impl FnOnce(&mut ShardData) -> R) -> R {
-        f(&mut self.0.lock())
-    }
+/// What `LiveTable::insert` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Done,
+    /// The shard is held by this thread (re-entry): queued for the holder (exact mode).
+    Queued,
+    /// The shard is held by this thread, in sampled mode: the sample is dropped (a queued
+    /// insertion would not mark `free`'s slot in time).
+    Skipped,
+    /// Out of memory.
+    Full,
+}
+
+/// What `LiveTable::remove` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removed {
+    Found(Block),
+    /// The shard is held by this thread (re-entry): the removal is queued for the holder.
+    Queued,
+    Absent,
 }
 
 impl LiveTable {
@@ -320,6 +342,7 @@ impl LiveTable {
             ),
             filter: [const { AtomicU8::new(0) }; 1 << FILTER_BITS],
             every: AtomicBool::new(false),
+            fork_taken: [const { AtomicU64::new(0) }; SHARDS / 64],
             shards: [const { Shard::new() }; SHARDS],
         }
     }
@@ -344,8 +367,17 @@ impl LiveTable {
     /// Runs `f` on each group of route slots and its shard, under the shard's lock.
     fn each_group(&self, f: impl Fn(usize, &mut ShardData)) {
         for (g, s) in self.shards.iter().enumerate() {
-            s.with(|d| f(g, d));
+            let _ = self.with(s, |d| f(g, d));
         }
+    }
+
+    /// Runs `f` under the shard's lock; `None` (without waiting) when this thread holds it
+    /// already: a signal handler or an atfork handler re-entered the profiler.
+    fn with<R>(&self, s: &Shard, f: impl FnOnce(&mut ShardData) -> R) -> Option<R> {
+        let mut d = s.0.acquire()?;
+        let r = f(&mut d);
+        d.release_with(|key, d| self.apply_deferred(key, d));
+        Some(r)
     }
 
     /// The second filter's question: false means `addr` is certainly not a live sampled (or
@@ -359,8 +391,7 @@ impl LiveTable {
     /// Marks a bootstrap block in both filters, so that `free` takes the slow path for it.
     pub fn filter_add(&self, addr: usize) {
         if !self.every.load(Ordering::Relaxed) {
-            self.shard(addr)
-                .with(|d| self.routes.mark(&mut d.counts, addr));
+            let _ = self.with(self.shard(addr), |d| self.routes.mark(&mut d.counts, addr));
         }
         self.byte_add(addr);
     }
@@ -399,78 +430,142 @@ impl LiveTable {
         &self.shards[route::group(addr)]
     }
 
-    /// Records a sampled block. False if the table could not grow (out of memory).
-    pub fn insert(&self, addr: usize, b: Block) -> bool {
+    /// Records a sampled block.
+    pub fn insert(&self, addr: usize, b: Block) -> Inserted {
         let every = self.every.load(Ordering::Relaxed);
-        let ok = self.shard(addr).with(|d| {
-            let ok = d.table.reserve();
-            if ok {
-                d.table.put(Slot {
-                    key: addr as u64,
-                    val: pack(b),
-                });
-                if !every {
-                    self.routes.mark(&mut d.counts, addr);
-                }
+        let shard = self.shard(addr);
+        let Some(mut d) = shard.0.acquire() else {
+            if !every {
+                return Inserted::Skipped;
             }
-            ok
-        });
-        if ok && !every {
+            if !crate::defer::push(shard.0.key(), defer::LIVE_INSERT, 0, addr, pack(b)) {
+                defer::overflowed();
+                return Inserted::Skipped;
+            }
+            shard.0.mark_pending();
+            return Inserted::Queued;
+        };
+        let ok = self.put(&mut d, addr, pack(b), every);
+        d.release_with(|key, d| self.apply_deferred(key, d));
+        if !ok {
+            return Inserted::Full;
+        }
+        if !every {
             // Before returning: a free of `addr` can only come after this returns.
             self.byte_add(addr);
+        }
+        Inserted::Done
+    }
+
+    fn put(&self, d: &mut ShardData, addr: usize, val: u64, every: bool) -> bool {
+        let ok = d.table.reserve();
+        if ok {
+            d.table.put(Slot {
+                key: addr as u64,
+                val,
+            });
+            if !every {
+                self.routes.mark(&mut d.counts, addr);
+            }
         }
         ok
     }
 
-    /// Removes `addr` if it is a live sampled block and returns what was recorded for it.
-    pub fn remove(&self, addr: usize) -> Option<Block> {
-        let every = self.every.load(Ordering::Relaxed);
-        let r = self.shard(addr).with(|d| {
-            let r = d.table.take(addr as u64).map(unpack);
-            if r.is_some() && !every {
-                self.routes.unmark(&mut d.counts, addr);
-            }
-            r
-        });
+    fn take(&self, d: &mut ShardData, addr: usize, every: bool) -> Option<Block> {
+        let r = d.table.take(addr as u64).map(unpack);
         if r.is_some() && !every {
-            self.byte_remove(addr);
+            self.routes.unmark(&mut d.counts, addr);
         }
         r
     }
 
+    /// Applies the changes this thread queued for shard `key` while it held it (`defer.rs`).
+    fn apply_deferred(&self, key: usize, d: &mut ShardData) {
+        let every = self.every.load(Ordering::Relaxed);
+        defer::drain(key, |e| match e.kind {
+            defer::LIVE_INSERT if !self.put(d, e.a, e.b, every) => defer::overflowed(),
+            defer::LIVE_REMOVE if self.take(d, e.a, every).is_some() && !every => {
+                self.byte_remove(e.a)
+            }
+            _ => {}
+        });
+    }
+
+    /// Removes `addr` if it is a live sampled block and returns what was recorded for it.
+    pub fn remove(&self, addr: usize) -> Removed {
+        let every = self.every.load(Ordering::Relaxed);
+        let shard = self.shard(addr);
+        let Some(mut d) = shard.0.acquire() else {
+            if !crate::defer::push(shard.0.key(), defer::LIVE_REMOVE, 0, addr, 0) {
+                defer::overflowed();
+                return Removed::Absent;
+            }
+            shard.0.mark_pending();
+            return Removed::Queued;
+        };
+        let r = self.take(&mut d, addr, every);
+        d.release_with(|key, d| self.apply_deferred(key, d));
+        match r {
+            Some(b) => {
+                if !every {
+                    self.byte_remove(addr);
+                }
+                Removed::Found(b)
+            }
+            None => Removed::Absent,
+        }
+    }
+
+    /// Forgets a queued removal of `addr` (the `realloc` that was to free it failed).
+    pub fn cancel_queued_remove(&self, addr: usize) {
+        defer::cancel_remove(self.shard(addr).0.key(), addr);
+    }
+
     /// Adds the weight of every live block to `out[stack]` as (objects in fixed point, bytes),
     /// shard by shard under each shard's lock: the in-use counts of a profile. Blocks of
-    /// stacks past the end of `out` (interned after the caller sized it) are left out.
-    pub fn tally(&self, lg_sample: u32, out: &mut [[u64; 2]]) {
+    /// stacks past the end of `out` (interned after the caller sized it) are left out. Waits
+    /// at most `wait_ns` for a shard another thread holds; false (and `out` incomplete) when
+    /// a shard could not be read: held that long, or by this thread (a dump from a signal
+    /// handler that interrupted the profiler, whose table is then half-changed).
+    pub fn tally(&self, lg_sample: u32, out: &mut [[u64; 2]], wait_ns: u64) -> bool {
         for s in &self.shards {
-            s.with(|d| {
-                for slot in d.table.slots().iter().filter(|s| s.key != 0) {
-                    let b = unpack(slot.val);
-                    if let Some(acc) = out.get_mut(b.stack as usize) {
-                        let (objs, bytes) = crate::sampler::weight(b.size, lg_sample);
-                        acc[0] += objs;
-                        acc[1] += bytes;
-                    }
+            let Some(d) = s.0.acquire_within(wait_ns) else {
+                return false;
+            };
+            for slot in d.table.slots().iter().filter(|s| s.key != 0) {
+                let b = unpack(slot.val);
+                if let Some(acc) = out.get_mut(b.stack as usize) {
+                    let (objs, bytes) = crate::sampler::weight(b.size, lg_sample);
+                    acc[0] += objs;
+                    acc[1] += bytes;
                 }
-            });
+            }
+            d.release_with(|key, d| self.apply_deferred(key, d));
         }
+        true
     }
 
-    /// Takes every lock (before fork).
+    /// Takes every lock (before fork), except those this thread holds already (a fork from a
+    /// signal handler that interrupted the profiler: the interrupted code releases them).
     pub fn lock_all(&self) {
-        for s in &self.shards {
-            s.0.raw_lock();
+        for (i, s) in self.shards.iter().enumerate() {
+            let took = s.0.raw_lock();
+            self.fork_taken[i / 64].fetch_or((took as u64) << (i % 64), Ordering::Relaxed);
         }
     }
 
-    /// Releases every lock (after fork, in parent and child).
+    /// Releases the locks `lock_all` took (after fork, in parent and child), applying the
+    /// changes atfork handlers queued meanwhile.
     ///
     /// # Safety
-    /// The calling thread took them with `lock_all` (in the child: the only thread left).
+    /// The calling thread called `lock_all` (in the child: the only thread left).
     pub unsafe fn unlock_all(&self) {
-        for s in &self.shards {
-            // SAFETY: taken in `lock_all` by this thread (the caller's contract).
-            unsafe { s.0.force_unlock() };
+        for (i, s) in self.shards.iter().enumerate() {
+            let bit = 1u64 << (i % 64);
+            if self.fork_taken[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0 {
+                // SAFETY: taken in `lock_all` by this thread (the caller's contract).
+                unsafe { s.0.release_raw(|key, d| self.apply_deferred(key, d)) };
+            }
         }
     }
 
@@ -479,7 +574,7 @@ impl LiveTable {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.with(|d| d.table.len as usize))
+            .map(|s| self.with(s, |d| d.table.len as usize).unwrap_or(0))
             .sum()
     }
 
@@ -498,15 +593,27 @@ impl Default for LiveTable {
 mod tests {
     use super::*;
 
+    impl LiveTable {
+        fn ins(&self, addr: usize, b: Block) -> bool {
+            self.insert(addr, b) == Inserted::Done
+        }
+        fn rem(&self, addr: usize) -> Option<Block> {
+            match self.remove(addr) {
+                Removed::Found(b) => Some(b),
+                _ => None,
+            }
+        }
+    }
+
     #[test]
     fn insert_lookup_remove() {
         static T: LiveTable = LiveTable::new(); // 80 KiB: not on a test thread's stack
         let t = &T;
         assert!(!t.filter_hit(0x1000));
-        assert!(t.insert(0x1000, Block { stack: 5, size: 77 }));
+        assert!(t.ins(0x1000, Block { stack: 5, size: 77 }));
         assert!(t.filter_hit(0x1000));
-        assert_eq!(t.remove(0x1000), Some(Block { stack: 5, size: 77 }));
-        assert_eq!(t.remove(0x1000), None);
+        assert_eq!(t.rem(0x1000), Some(Block { stack: 5, size: 77 }));
+        assert_eq!(t.rem(0x1000), None);
         assert!(!t.filter_hit(0x1000));
     }
 
@@ -523,21 +630,21 @@ mod tests {
             let addr = ((x >> 20) as usize % 50_000) * 16 + 0x10000;
             if let Some(b) = live.remove(&addr) {
                 assert!(t.filter_hit(addr));
-                assert_eq!(t.remove(addr), Some(b), "round {round}");
+                assert_eq!(t.rem(addr), Some(b), "round {round}");
             } else {
                 let b = Block {
                     stack: (round % 1000) as u32 + 1,
                     size: round,
                 };
-                assert_eq!(t.remove(addr), None);
-                assert!(t.insert(addr, b));
+                assert_eq!(t.rem(addr), None);
+                assert!(t.ins(addr, b));
                 live.insert(addr, b);
             }
         }
         assert_eq!(t.len(), live.len());
         for (&a, &b) in &live {
             assert!(t.filter_hit(a));
-            assert_eq!(t.remove(a), Some(b));
+            assert_eq!(t.rem(a), Some(b));
         }
         assert!(t.is_empty());
         assert!(
@@ -559,15 +666,15 @@ mod tests {
             .collect();
         assert_eq!(same.len(), 300);
         for &a in &same {
-            t.insert(a, Block { stack: 1, size: 1 });
+            t.ins(a, Block { stack: 1, size: 1 });
         }
         for &a in &same {
             assert!(t.filter_hit(a));
-            assert!(t.remove(a).is_some());
+            assert!(t.rem(a).is_some());
         }
         assert!(t.filter_hit(same[0]), "stuck counters never return to zero");
         assert!(!t.filter_hit(0x5555_0000));
-        assert!(t.insert(same[0], Block { stack: 1, size: 1 }));
+        assert!(t.ins(same[0], Block { stack: 1, size: 1 }));
         assert_eq!(
             t.free_target(same[0]),
             crate::hooks::free_filtered as *mut c_void
@@ -594,7 +701,7 @@ mod tests {
                     for r in 0..20 {
                         let base = (k + 1) << 32;
                         for i in 0..5000 {
-                            t.insert(
+                            t.ins(
                                 base + i * 16,
                                 Block {
                                     stack: 1,
@@ -604,7 +711,7 @@ mod tests {
                         }
                         for i in 0..5000 {
                             assert!(t.filter_hit(base + i * 16));
-                            assert_eq!(t.remove(base + i * 16).map(|b| b.size), Some(i as u64 + r));
+                            assert_eq!(t.rem(base + i * 16).map(|b| b.size), Some(i as u64 + r));
                         }
                     }
                 })
@@ -706,7 +813,7 @@ mod tests {
         static T: LiveTable = LiveTable::new();
         let t = &T;
         for i in 0..1000usize {
-            t.insert(
+            t.ins(
                 0x10_0000 + i * 48,
                 Block {
                     stack: (i % 3) as u32 + 1,
@@ -715,10 +822,10 @@ mod tests {
             );
         }
         for i in (0..1000usize).step_by(2) {
-            t.remove(0x10_0000 + i * 48);
+            t.rem(0x10_0000 + i * 48);
         }
         let mut out = [[0u64; 2]; 3]; // stack 3 is past the end: left out
-        t.tally(0, &mut out);
+        assert!(t.tally(0, &mut out, u64::MAX));
         let one = crate::sampler::OBJ_ONE;
         let want = |k: usize| {
             let sizes = (1..1000u64)

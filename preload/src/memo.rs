@@ -57,7 +57,7 @@ impl Memo {
 
     /// Keeps the walk from `regs` that `reads` logged and produced stack `id`, if repeatable;
     /// `generation` is the count of `dlclose`s from before the walk.
-    pub fn remember(&mut self, regs: Regs, reads: &Reads, id: u32, generation: u32) {
+    pub fn remember(&mut self, regs: Regs, reads: &Reads<'_>, id: u32, generation: u32) {
         self.id = 0;
         let Some(words) = reads.words() else {
             return;
@@ -89,7 +89,12 @@ mod tests {
         // SAFETY: every field of `Memo` is an integer, for which all-zero bytes are valid.
         let mut m: Box<Memo> = Box::new(unsafe { core::mem::zeroed() });
         assert_eq!(m.repeat(regs, 5), None, "an empty memo");
-        m.remember(regs, &Reads::logged(&[(addr, 0x1234)]), 7, 5);
+        m.remember(
+            regs,
+            &Reads::logged(&mut crate::unwind::read_log(), &[(addr, 0x1234)]),
+            7,
+            5,
+        );
         assert_eq!(m.repeat(regs, 5), Some(7));
         assert_eq!(m.repeat(regs, 6), None, "rules forgotten since (a dlclose)");
         assert_eq!(
@@ -103,7 +108,12 @@ mod tests {
             None,
             "another start"
         );
-        m.remember(regs, &Reads::logged(&[(addr, 0x9999)]), 8, 5);
+        m.remember(
+            regs,
+            &Reads::logged(&mut crate::unwind::read_log(), &[(addr, 0x9999)]),
+            8,
+            5,
+        );
         assert_eq!(m.repeat(regs, 5), None, "the word it read has changed");
     }
 }

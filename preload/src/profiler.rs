@@ -15,13 +15,13 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::config::{Config, MAX_DEPTH_LIMIT};
 use crate::dump::{self, DumpBuf, InUse, Meta};
 use crate::fmt::StackBuf;
-use crate::live::{Block, LiveTable, MAX_STACK_ID};
-use crate::mmaps::MAPS;
+use crate::live::{Block, Inserted, LiveTable, MAX_STACK_ID, Removed};
+use crate::mmaps::{MAPS, MapList};
 use crate::sampler;
 use crate::stacks::StackTable;
 use crate::sync::SpinLock;
 use crate::thread::{self, Busy, ThreadState};
-use crate::{real, sys, unwind};
+use crate::{defer, real, sys, unwind};
 
 /// Heap stacks and their counters.
 pub static HEAP: StackTable = StackTable::new();
@@ -102,6 +102,8 @@ fn config() -> &'static Config {
 /// Serializes dumps; holds the format buffer and the per-process sequence numbers.
 struct DumpState {
     buf: DumpBuf,
+    name: StackBuf<600>,
+    mname: StackBuf<600>,
     seq: u64,
     interval_n: u64,
     manual_n: u64,
@@ -110,7 +112,9 @@ struct DumpState {
 }
 
 static DUMP: SpinLock<DumpState> = SpinLock::new(DumpState {
-    buf: DumpBuf([0; 64 * 1024]),
+    buf: DumpBuf::new(),
+    name: StackBuf::new(),
+    mname: StackBuf::new(),
     seq: 0,
     interval_n: 0,
     manual_n: 0,
@@ -126,6 +130,9 @@ static HIGH_WATER: AtomicU64 = AtomicU64::new(0);
 static LIVE_FULL_SAID: AtomicBool = AtomicBool::new(false);
 /// Round-robin assignment of counter stripes to threads.
 static NEXT_STRIPE: AtomicU32 = AtomicU32::new(0);
+/// The pid this memory belongs to (set at start-up and in a forked child): a `vfork` child,
+/// which shares the parent's memory and runs no atfork handler, has another pid.
+static OWN_PID: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
 
 /// One-time start-up, from the library constructor (or the first hook before it).
 pub fn init() {
@@ -159,10 +166,15 @@ pub fn init() {
     }
     // Address space only; pages become resident as stacks are added.
     if !HEAP.init(1 << 18, 1 << 24) || !MAPPED.init(1 << 14, 1 << 21) {
+        // Under a tight RLIMIT_AS the program needs that address space more than we do.
+        HEAP.release();
+        MAPPED.release();
         sys::say(&[b"cannot reserve memory for the stack tables; profiling disabled"]);
         return;
     }
     unwind::init(cfg.libgcc_unwinder);
+    unwind::init_stacks(&mut [0u8; 4096]);
+    OWN_PID.store(sys::getpid(), Ordering::Relaxed);
     HOT.lg_sample.store(cfg.lg_sample, Ordering::Relaxed);
     let ln_keep = sampler::ln_keep(cfg.lg_sample);
     HOT.ln_keep.store(ln_keep.to_bits(), Ordering::Relaxed);
@@ -188,11 +200,9 @@ pub fn init() {
 /// a thread libc creates, and only when that key asks for it (a profiler that adds a thread to
 /// every process would break programs that must stay single-threaded, e.g. to `unshare`).
 static PERIODIC: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
-/// What the handler writes into the signaled thread's countdown so that its next allocation
-/// takes the slow path. Anything below `POKED_BELOW` counts as poked (no real countdown gets
-/// there: that would take an allocation of more than 2^61 bytes, which cannot succeed).
-const POKED: i64 = i64::MIN / 2;
-const POKED_BELOW: i64 = -(1 << 61);
+/// What the handler writes into the signaled thread's `last_wait` (with a countdown of 0, so
+/// that its next allocation takes the slow path): no drawn wait is this large.
+const POKED: u64 = u64::MAX;
 
 extern "C" fn periodic_fired(_: usize) {
     serve_dump_request();
@@ -205,7 +215,9 @@ extern "C" fn periodic_fired(_: usize) {
 /// the fast path's load and store of the countdown loses its poke; the request stays pending.)
 extern "C" fn on_signal(_: libc::c_int) {
     HOT.dump_requested.store(true, Ordering::Release);
-    thread::current().bytes_until_sample.set(POKED);
+    let t = thread::current();
+    t.last_wait.set(POKED);
+    t.bytes_until_sample.set(0);
 }
 
 /// When the last on-demand dump was written (monotonic ns).
@@ -240,8 +252,9 @@ fn serve_dump_request() {
 
 fn start_triggers() {
     let cfg = config();
-    if cfg.interval_secs > 0 {
-        let mut p = PERIODIC.lock();
+    if cfg.interval_secs > 0
+        && let Some(mut p) = PERIODIC.acquire()
+    {
         if p.is_none() {
             *p = sys::Timer::new(periodic_fired);
         }
@@ -260,7 +273,9 @@ fn start_triggers() {
 fn restart_triggers_after_fork() {
     if HOT.triggers_lost.swap(false, Ordering::AcqRel) {
         let saved = sys::errno();
-        *PERIODIC.lock() = None;
+        if let Some(mut p) = PERIODIC.acquire() {
+            *p = None;
+        }
         start_triggers();
         sys::set_errno(saved);
     }
@@ -281,8 +296,14 @@ pub fn sample(ptr: *mut c_void, size: usize, pc: usize, sp: usize, bp: usize) ->
     let t = thread::current();
     if t.busy.get() == 0 {
         sample_in(t, ptr, size, unwind::Regs { pc, sp, bp });
+    } else {
+        // An allocation made inside the profiler (glibc's pthread_getattr_np, or a signal
+        // handler that interrupted us): not sampled, and its charge undone, so that the
+        // countdown stays where the profiler left it. (Never below zero: the fast path
+        // compares unsigned, and a negative countdown would never be reached again.)
+        let c = t.bytes_until_sample.get().wrapping_add(size as i64);
+        t.bytes_until_sample.set(c.max(0));
     }
-    // else: an allocation made by the profiler itself (e.g. inside the unwinder)
     ptr
 }
 
@@ -301,12 +322,19 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
             .set(if real::resolved() { i64::MAX } else { 1 << 20 });
         return;
     }
+    if ptr.is_null() {
+        // A failed request allocated nothing: undo its charge. (A size that wraps, like
+        // malloc(SIZE_MAX - 100), comes here too instead of raising the countdown.)
+        t.bytes_until_sample
+            .set(countdown.wrapping_add(size as i64));
+        return;
+    }
     if HOT.triggers_lost.load(Ordering::Relaxed) {
         restart_triggers_after_fork();
     }
     serve_dump_request();
     let lg = HOT.lg_sample.load(Ordering::Relaxed);
-    if t.rng.get() == 0 || countdown < POKED_BELOW {
+    if t.rng.get() == 0 || t.last_wait.get() == POKED {
         // First allocation of this thread, or the countdown was replaced by a dump request:
         // draw a fresh countdown (waits are memoryless, so this keeps sampling unbiased);
         // this allocation is sampled only if it crosses it.
@@ -336,9 +364,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     t.rng.set(rng);
     t.last_wait.set(wait as u64);
     t.bytes_until_sample.set(wait);
-    if !ptr.is_null() {
-        record(ptr as usize, size as u64, lg, regs);
-    }
+    record(ptr as usize, size as u64, lg, regs);
     count_allocated(allocated);
 }
 
@@ -360,44 +386,77 @@ fn intern_heap_stack(t: &ThreadState, frames: &[usize]) -> u32 {
     id
 }
 
+/// Stack a full walk may use (its frame buffer and the log of its reads, about 3.5 KiB):
+/// with less room below the stack pointer, or on a stack that is not the thread's own (a
+/// signal handler's alternate stack, a coroutine's), a sample walks into a small buffer and is
+/// not memorized, so that it fits in about 1 KiB.
+const FULL_WALK_ROOM: usize = 16 << 10;
+/// Frames kept by such a small walk.
+const SMALL_DEPTH: usize = 24;
+
 fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     let size = size.min((1 << 40) - 1);
-    let t = thread::current();
-    // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
-    // `Busy`), so no other reference to it exists while this one lives.
-    let memo = unsafe { &mut *t.memo.get() };
-    let generation = HOT.unloads.load(Ordering::Acquire);
-    let id = match memo.repeat(regs, generation) {
-        Some(id) => id,
-        None => {
-            let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
-            let mut reads = unwind::Reads::new();
-            let frames =
-                unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth], &mut reads);
-            let id = intern_heap_stack(t, frames);
-            memo.remember(regs, &reads, id, generation);
-            id
-        }
+    let id = if unwind::stack_room(regs.sp) >= FULL_WALK_ROOM {
+        walk_full(regs)
+    } else {
+        walk_small(regs, &HEAP, false).unwrap_or(0)
     };
     if id == 0 || id > MAX_STACK_ID {
         return;
     }
     let (objs, bytes) = sampler::weight(size, lg);
     HEAP.add(id, objs, bytes);
-    if LIVE.insert(addr, Block { stack: id, size }) {
-        // A process-wide counter is a cache line every thread writes: only for prof_gdump.
-        if HOT.gdump.load(Ordering::Relaxed) {
-            let now = INUSE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-            if now > HIGH_WATER.load(Ordering::Relaxed) {
-                gdump(now);
+    match LIVE.insert(addr, Block { stack: id, size }) {
+        Inserted::Done | Inserted::Queued => {
+            // A process-wide counter is a cache line every thread writes: only for prof_gdump.
+            if HOT.gdump.load(Ordering::Relaxed) {
+                let now = INUSE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                if now > HIGH_WATER.load(Ordering::Relaxed) {
+                    gdump(now);
+                }
             }
         }
-    } else {
         // Counted as allocated, never as in use: no entry says it is live.
-        if !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
-            sys::say(&[b"out of memory for the live-block table; some blocks are not tracked"]);
+        Inserted::Skipped => {}
+        Inserted::Full => {
+            if !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
+                sys::say(&[b"out of memory for the live-block table; some blocks are not tracked"]);
+            }
         }
     }
+}
+
+/// A sample's walk with room to spare: memorized, up to `prof_max_depth` frames.
+#[inline(never)]
+fn walk_full(regs: unwind::Regs) -> u32 {
+    let t = thread::current();
+    // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
+    // `Busy`), so no other reference to it exists while this one lives.
+    let memo = unsafe { &mut *t.memo.get() };
+    let generation = HOT.unloads.load(Ordering::Acquire);
+    if let Some(id) = memo.repeat(regs, generation) {
+        return id;
+    }
+    let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
+    let mut log = unwind::read_log();
+    let mut reads = unwind::Reads::new(&mut log);
+    let frames = unwind::backtrace_from(Some(regs), &mut buf[..config().max_depth], &mut reads);
+    let id = intern_heap_stack(t, frames);
+    memo.remember(regs, &reads, id, generation);
+    id
+}
+
+/// A walk on a small or foreign stack (see `FULL_WALK_ROOM`), interned into `table`; `None`
+/// when `skip_allocator` and the call came from the allocator under us.
+#[inline(never)]
+fn walk_small(regs: unwind::Regs, table: &StackTable, skip_allocator: bool) -> Option<u32> {
+    let mut buf = [MaybeUninit::<usize>::uninit(); SMALL_DEPTH];
+    let depth = config().max_depth.min(SMALL_DEPTH);
+    let frames = unwind::backtrace_from(Some(regs), &mut buf[..depth], &mut unwind::Reads::none());
+    if skip_allocator && from_allocator(frames[0]) {
+        return None;
+    }
+    Some(table.intern(frames))
 }
 
 /// Slow path of `free` when the filter says the block may be ours. Returns true for a
@@ -408,7 +467,7 @@ pub fn free_slow(addr: usize) -> bool {
     if real::in_bootstrap(addr as *mut c_void) {
         return true;
     }
-    forget(addr);
+    let _ = forget(addr);
     false
 }
 
@@ -417,26 +476,34 @@ pub fn free_slow(addr: usize) -> bool {
 /// written (`LiveTable::tally`). Returns what was recorded, for `realloc` failure recovery.
 #[cold]
 #[inline(never)]
-pub fn forget(addr: usize) -> Option<Block> {
+pub fn forget(addr: usize) -> Removed {
     let _busy = Busy::enter();
-    let b = LIVE.remove(addr);
-    if let Some(b) = b
+    let r = LIVE.remove(addr);
+    if let Removed::Found(b) = r
         && HOT.gdump.load(Ordering::Relaxed)
     {
         let (_, bytes) = sampler::weight(b.size, HOT.lg_sample.load(Ordering::Relaxed));
         INUSE.fetch_sub(bytes, Ordering::Relaxed);
     }
-    b
+    r
 }
 
-/// Puts back a block that `forget` removed, when the realloc that was to free it failed.
+/// Undoes `forget` when the realloc that was to free the block failed: the block is live.
 #[cold]
-pub fn restore(addr: usize, b: Block) {
+pub fn restore(addr: usize, r: Removed) {
     let _busy = Busy::enter();
-    // In use again; the cumulative counters were charged when the block was first recorded.
-    if LIVE.insert(addr, b) && HOT.gdump.load(Ordering::Relaxed) {
-        let (_, bytes) = sampler::weight(b.size, HOT.lg_sample.load(Ordering::Relaxed));
-        INUSE.fetch_add(bytes, Ordering::Relaxed);
+    match r {
+        Removed::Found(b) => {
+            // In use again; the cumulative counters were charged when it was first recorded.
+            if matches!(LIVE.insert(addr, b), Inserted::Done | Inserted::Queued)
+                && HOT.gdump.load(Ordering::Relaxed)
+            {
+                let (_, bytes) = sampler::weight(b.size, HOT.lg_sample.load(Ordering::Relaxed));
+                INUSE.fetch_add(bytes, Ordering::Relaxed);
+            }
+        }
+        Removed::Queued => LIVE.cancel_queued_remove(addr),
+        Removed::Absent => {}
     }
 }
 
@@ -501,6 +568,42 @@ fn mapped_delta(stack: u32, objs: i64, bytes: i64) {
     MAPPED.adjust_inuse(stack, objs * sampler::OBJ_ONE as i64, bytes);
 }
 
+/// Applies a mapping change under the mapping list's lock, or queues it for this thread's
+/// interrupted holder of that lock (`defer.rs`). Returns what `f` returned (`None`: queued).
+fn with_maps<R>(
+    kind: u32,
+    start: usize,
+    end: usize,
+    stack: u32,
+    f: impl FnOnce(&mut MapList) -> R,
+) -> Option<R> {
+    match MAPS.acquire() {
+        Some(mut m) => {
+            let r = f(&mut m);
+            m.release_with(drain_maps);
+            Some(r)
+        }
+        None => {
+            if defer::push(MAPS.key(), kind, stack, start, end as u64) {
+                MAPS.mark_pending();
+            } else {
+                defer::overflowed();
+            }
+            None
+        }
+    }
+}
+
+fn drain_maps(key: usize, m: &mut MapList) {
+    defer::drain(key, |e| match e.kind {
+        defer::MAP => {
+            let _ = m.map(e.a, e.b as usize, e.extra, &mut mapped_delta);
+        }
+        defer::UNMAP => m.unmap(e.a, e.b as usize, &mut mapped_delta),
+        _ => {}
+    });
+}
+
 /// A successful mmap/mmap64 (or the new range of an mremap).
 #[cold]
 #[inline(never)]
@@ -513,44 +616,70 @@ pub fn on_map(addr: usize, len: usize, prot: i32, regs: unwind::Regs) {
     let end = addr.saturating_add(page_round(len));
     if prot == libc::PROT_NONE {
         // A reservation (or a decommit with MAP_FIXED|PROT_NONE): not memory in use.
-        MAPS.lock().unmap(addr, end, &mut mapped_delta);
+        with_maps(defer::UNMAP, addr, end, 0, |m| {
+            m.unmap(addr, end, &mut mapped_delta)
+        });
     } else {
-        let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
-        let frames = unwind::backtrace_from(
-            Some(regs),
-            &mut buf[..config().max_depth],
-            &mut unwind::Reads::new(),
-        );
-        if from_allocator(frames[0]) {
+        let Some(id) = map_stack(regs) else {
             sys::set_errno(saved);
             return;
-        }
-        let id = MAPPED.intern(frames);
+        };
         let bytes = end - addr;
         MAPPED.adjust_alloc(id, sampler::OBJ_ONE, bytes as u64);
-        let ok = MAPS.lock().map(addr, end, id, &mut mapped_delta);
-        if !ok && !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
+        let ok = with_maps(defer::MAP, addr, end, id, |m| {
+            m.map(addr, end, id, &mut mapped_delta)
+        });
+        if ok == Some(false) && !LIVE_FULL_SAID.swap(true, Ordering::Relaxed) {
             sys::say(&[b"out of memory for the mapping table; some mappings are not tracked"]);
         }
     }
     sys::set_errno(saved);
 }
 
-/// Before munmap (or the old range of an mremap): the range stops being in use.
+/// The stack of a mapping call, interned into `MAPPED`; `None` for the allocator's own
+/// mappings (its heap's backing store).
+fn map_stack(regs: unwind::Regs) -> Option<u32> {
+    if unwind::stack_room(regs.sp) < FULL_WALK_ROOM {
+        return walk_small(regs, &MAPPED, true);
+    }
+    map_stack_full(regs)
+}
+
+#[inline(never)]
+fn map_stack_full(regs: unwind::Regs) -> Option<u32> {
+    let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
+    let frames = unwind::backtrace_from(
+        Some(regs),
+        &mut buf[..config().max_depth],
+        &mut unwind::Reads::none(),
+    );
+    if from_allocator(frames[0]) {
+        return None;
+    }
+    Some(MAPPED.intern(frames))
+}
+
+/// Before munmap (or the old range of an mremap): the range stops being in use. Returns how
+/// many bytes of it were recorded as mapped (`usize::MAX`: unknown, the change was queued).
 #[cold]
 #[inline(never)]
-pub fn on_unmap(addr: usize, len: usize) {
+pub fn on_unmap(addr: usize, len: usize) -> usize {
     if !HOT.active.load(Ordering::Acquire) {
-        return;
+        return 0;
     }
     let saved = sys::errno();
     let _busy = Busy::enter();
-    MAPS.lock().unmap(
-        addr,
-        addr.saturating_add(page_round(len)),
-        &mut mapped_delta,
-    );
+    let end = addr.saturating_add(page_round(len));
+    let removed = with_maps(defer::UNMAP, addr, end, 0, |m| {
+        let mut removed = 0i64;
+        m.unmap(addr, end, &mut |stack, objs, bytes| {
+            removed -= bytes;
+            mapped_delta(stack, objs, bytes);
+        });
+        removed.max(0) as usize
+    });
     sys::set_errno(saved);
+    removed.unwrap_or(usize::MAX)
 }
 
 // ---- dumps ------------------------------------------------------------------------------
@@ -596,21 +725,42 @@ pub enum Trigger {
     Manual,
 }
 
+/// How long the exit path waits for a lock another thread holds before it gives up on the
+/// final dump (it must never wait forever: that thread may be stopped for good).
+const EXIT_WAIT_NS: u64 = 2_000_000_000;
+
 /// Writes the heap profile (and the mmap profile, if tracked) now. A dump already in progress
 /// on another thread makes this one a no-op unless `wait` is set. Returns false for that case.
+///
+/// Dumps are immune to thread cancellation (`open` and `write` are cancellation points: a
+/// thread cancelled inside one would leave the dump lock held forever), and a dump that
+/// cannot read the whole live table writes nothing.
 pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     if !HOT.active.load(Ordering::Acquire) {
         return true;
     }
     let saved = sys::errno();
     let _busy = Busy::enter();
-    let mut st = if wait {
-        DUMP.lock()
+    let _nocancel = sys::NoCancel::enter();
+    let exiting = trigger == Trigger::Final;
+    let st = if exiting {
+        DUMP.acquire_within(EXIT_WAIT_NS)
+    } else if wait {
+        DUMP.acquire()
     } else {
-        match DUMP.try_lock() {
-            Some(g) => g,
-            None => return false,
+        DUMP.try_lock()
+    };
+    let Some(mut st) = st else {
+        if exiting {
+            sys::say(&[if DUMP.held_by_me() {
+                b"no final dump: the process exited from inside a dump (a signal handler?)"
+                    as &[u8]
+            } else {
+                b"no final dump: another thread is still writing a dump"
+            }]);
         }
+        sys::set_errno(saved);
+        return false;
     };
     if st.final_done {
         return true;
@@ -638,37 +788,51 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     let pid = sys::getpid();
     let seq = st.seq;
     st.seq += 1;
-    let mut name = StackBuf::<600>::new();
-    dump::file_name(&mut name, cfg.prefix(), pid, seq, tag.as_bytes(), false);
+    let DumpState {
+        buf, name, mname, ..
+    } = &mut *st;
+    dump::file_name(name, cfg.prefix(), pid, seq, tag.as_bytes(), false);
     let lg = HOT.lg_sample.load(Ordering::Relaxed);
+    // glibc's statistics lock its arenas: not when exit() was called from a signal handler,
+    // which may have interrupted this very thread inside malloc.
+    let mallinfo = if exiting && unwind::in_signal_handler() {
+        None
+    } else {
+        mallinfo()
+    };
     let meta = Meta {
         kind: "heap",
         tag: tag.as_bytes(),
-        mallinfo: mallinfo(),
+        mallinfo,
+    };
+    let wait_ns = if exiting { EXIT_WAIT_NS } else { u64::MAX };
+    let write = |path: &core::ffi::CStr, buf: &mut DumpBuf, table, inuse, lg, meta: &Meta<'_>| {
+        let r = dump::write_profile(path, table, inuse, lg, meta, buf, wait_ns);
+        if matches!(r, Err(libc::ENOENT)) && sys::make_parent_dir(path) {
+            // `prof_prefix` names a directory that does not exist yet: made, mode 0700.
+            return dump::write_profile(path, table, inuse, lg, meta, buf, wait_ns);
+        }
+        r
     };
     let written = match name.as_cstr() {
-        Some(path) => {
-            match dump::write_profile(path, &HEAP, InUse::Live(&LIVE), lg, &meta, &mut st.buf) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    report_write_error(name.as_bytes(), e);
-                    None
-                }
+        Some(path) => match write(path, buf, &HEAP, InUse::Live(&LIVE), lg, &meta) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                report_write_error(name.as_bytes(), e);
+                None
             }
-        }
+        },
         None => None,
     };
     if TRACK_MMAP.load(Ordering::Relaxed) {
-        let mut mname = StackBuf::<600>::new();
-        dump::file_name(&mut mname, cfg.prefix(), pid, seq, tag.as_bytes(), true);
+        dump::file_name(mname, cfg.prefix(), pid, seq, tag.as_bytes(), true);
         let meta = Meta {
             kind: "mmap",
             tag: tag.as_bytes(),
             mallinfo: None,
         };
         if let Some(path) = mname.as_cstr()
-            && let Err(e) =
-                dump::write_profile(path, &MAPPED, InUse::Counters, 0, &meta, &mut st.buf)
+            && let Err(e) = write(path, buf, &MAPPED, InUse::Counters, 0, &meta)
             && written.is_some()
         {
             report_write_error(mname.as_bytes(), e);
@@ -679,7 +843,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         if cfg.leak
             && let Some(w) = written
         {
-            leak_summary(&w, name.as_bytes());
+            leak_summary(&w, st.name.as_bytes());
         }
     }
     drop(st);
@@ -690,6 +854,15 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
 fn report_write_error(path: &[u8], errno: i32) {
     static SAID: AtomicBool = AtomicBool::new(false);
     if SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if errno == libc::EDEADLK {
+        sys::say(&[
+            b"cannot write profile ",
+            path,
+            b": the live-block table stayed locked (exit from a signal handler that \
+              interrupted the profiler, or a stopped thread); no partial profile was written",
+        ]);
         return;
     }
     let mut msg = StackBuf::<64>::new();
@@ -721,41 +894,68 @@ pub fn at_exit() {
     }
 }
 
+/// The final dump from `_exit`/`_Exit`, which skip the library destructors. Not in a `vfork`
+/// child (or any child that shares the parent's memory without running the atfork handlers,
+/// like `posix_spawn`'s): its pid differs from the one the profiler's memory belongs to, and
+/// whatever it wrote would be the parent's state, in the parent's memory.
+pub fn at_quick_exit() {
+    if !HOT.active.load(Ordering::Acquire) || !config().final_dump {
+        return;
+    }
+    if sys::getpid() != OWN_PID.load(Ordering::Relaxed) {
+        return;
+    }
+    dump_now(Trigger::Final, true);
+}
+
 // ---- fork -------------------------------------------------------------------------------
+
+/// Which of PERIODIC, DUMP, MAPS `fork_prepare` took (it skips a lock this thread holds
+/// already: fork from a signal handler that interrupted the profiler).
+static FORK_TOOK: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn fork_prepare() {
     let _busy = Busy::enter();
-    PERIODIC.raw_lock();
-    DUMP.raw_lock();
-    MAPS.raw_lock();
+    let took =
+        PERIODIC.raw_lock() as u32 | (DUMP.raw_lock() as u32) << 1 | (MAPS.raw_lock() as u32) << 2;
+    FORK_TOOK.store(took, Ordering::Relaxed);
     LIVE.lock_all();
 }
 
-extern "C" fn fork_parent() {
-    // SAFETY: taken in fork_prepare by this thread.
+/// Releases what `fork_prepare` took, applying the changes that other atfork handlers (which
+/// may allocate, free or map while we hold every lock) queued meanwhile.
+fn fork_release() {
+    let took = FORK_TOOK.swap(0, Ordering::Relaxed);
+    // SAFETY: taken in fork_prepare by this thread (in the child: the only thread).
     unsafe {
         LIVE.unlock_all();
-        MAPS.force_unlock();
-        DUMP.force_unlock();
-        PERIODIC.force_unlock();
+        if took & 4 != 0 {
+            MAPS.release_raw(drain_maps);
+        }
+        if took & 2 != 0 {
+            DUMP.release_raw(|_, _| {});
+        }
+        if took & 1 != 0 {
+            PERIODIC.release_raw(|_, _| {});
+        }
     }
 }
 
+extern "C" fn fork_parent() {
+    fork_release();
+}
+
 extern "C" fn fork_child() {
-    // SAFETY: the child has only this thread, which took the locks in fork_prepare.
-    unsafe {
-        LIVE.unlock_all();
-        MAPS.force_unlock();
-        DUMP.force_unlock();
-        PERIODIC.force_unlock();
-    }
+    fork_release();
+    OWN_PID.store(sys::getpid(), Ordering::Relaxed);
     HOT.triggers_lost.store(true, Ordering::Relaxed);
     // The child writes its own files under its own pid, numbered from 0.
-    let mut st = DUMP.lock();
-    st.seq = 0;
-    st.interval_n = 0;
-    st.manual_n = 0;
-    st.gdump_n = 0;
+    if let Some(mut st) = DUMP.acquire() {
+        st.seq = 0;
+        st.interval_n = 0;
+        st.manual_n = 0;
+        st.gdump_n = 0;
+    }
 }
 
 /// Whether the calling thread is inside the profiler (hooks forward then).

@@ -76,6 +76,7 @@ pub static MMAP64: Slot = Slot::new();
 pub static MUNMAP: Slot = Slot::new();
 pub static MREMAP: Slot = Slot::new();
 pub static DLCLOSE: Slot = Slot::new();
+pub static EXIT: Slot = Slot::new();
 
 const UNRESOLVED: u8 = 0;
 const RESOLVING: u8 = 1;
@@ -128,10 +129,28 @@ pub fn resolve_all() -> bool {
     set(&MUNMAP, &[c"munmap"]);
     set(&MREMAP, &[c"mremap"]);
     set(&DLCLOSE, &[c"dlclose"]);
+    set(&EXIT, &[c"_exit"]);
     MALLOC_JUMP.set_if_found(MALLOC.get());
     CALLOC_JUMP.set_if_found(CALLOC.get());
     STATE.store(RESOLVED, Ordering::Release);
     !MALLOC.get().is_null() && !FREE.get().is_null()
+}
+
+/// Ends the process through the real `_exit` (or the system call, before start-up).
+pub fn exit_now(status: core::ffi::c_int) -> ! {
+    let f = EXIT.get();
+    if !f.is_null() {
+        // SAFETY: dlsym's `_exit`, with its C signature; it does not return.
+        unsafe {
+            core::mem::transmute::<*mut c_void, unsafe extern "C" fn(core::ffi::c_int) -> !>(f)(
+                status,
+            )
+        }
+    }
+    loop {
+        // SAFETY: exit_group ends the process; it does not return.
+        unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    }
 }
 
 /// True once `resolve_all` has finished.

@@ -93,14 +93,22 @@ impl StackTable {
     /// total. Called once, before any other method, by a single thread.
     pub fn init(&self, max_stacks: usize, arena_words: usize) -> bool {
         let slots = (max_stacks * 2).next_power_of_two();
-        let (Some(index), Some(words), Some(offsets), Some(counters)) = (
-            crate::sys::map_anon(slots * 4),
-            crate::sys::map_anon(arena_words * 8),
-            crate::sys::map_anon((max_stacks + 1) * 8),
-            crate::sys::map_anon((max_stacks + 1) * STRIPES * STRIPE_WORDS * 8),
-        ) else {
-            return false;
-        };
+        let sizes = Self::sizes(max_stacks, arena_words);
+        let mut maps = [core::ptr::null_mut::<u8>(); 4];
+        for (m, &len) in maps.iter_mut().zip(&sizes) {
+            match crate::sys::map_anon(len) {
+                Some(p) => *m = p,
+                None => {
+                    // Give back what was reserved (a tight RLIMIT_AS must not lose it to us).
+                    for (&m, &len) in maps.iter().zip(&sizes).filter(|(m, _)| !m.is_null()) {
+                        // SAFETY: made just above by map_anon with this length, unused.
+                        unsafe { crate::sys::unmap(m, len) };
+                    }
+                    return false;
+                }
+            }
+        }
+        let [index, words, offsets, counters] = maps;
         self.counters.store(counters.cast(), Ordering::Relaxed);
         self.index_mask.store(slots - 1, Ordering::Relaxed);
         self.words_cap.store(arena_words, Ordering::Relaxed);
@@ -114,6 +122,45 @@ impl StackTable {
         let id = self.intern(&marker);
         self.overflow.store(id, Ordering::Relaxed);
         true
+    }
+
+    fn sizes(max_stacks: usize, arena_words: usize) -> [usize; 4] {
+        [
+            (max_stacks * 2).next_power_of_two() * 4,
+            arena_words * 8,
+            (max_stacks + 1) * 8,
+            (max_stacks + 1) * STRIPES * STRIPE_WORDS * 8,
+        ]
+    }
+
+    /// Gives back the memory of a table that `init` set up, when profiling is abandoned
+    /// before any other method was called (start-up, single-threaded).
+    pub fn release(&self) {
+        let max_stacks = self.max_ids.load(Ordering::Relaxed);
+        let arena_words = self.words_cap.load(Ordering::Relaxed);
+        let ptrs = [
+            self.index
+                .swap(core::ptr::null_mut(), Ordering::Relaxed)
+                .cast::<u8>(),
+            self.words
+                .swap(core::ptr::null_mut(), Ordering::Relaxed)
+                .cast::<u8>(),
+            self.offsets
+                .swap(core::ptr::null_mut(), Ordering::Relaxed)
+                .cast::<u8>(),
+            self.counters
+                .swap(core::ptr::null_mut(), Ordering::Relaxed)
+                .cast::<u8>(),
+        ];
+        if ptrs[0].is_null() {
+            return;
+        }
+        for (p, len) in ptrs.into_iter().zip(Self::sizes(max_stacks, arena_words)) {
+            // SAFETY: the mappings `init` made with these sizes; nothing uses the table.
+            unsafe { crate::sys::unmap(p, len) };
+        }
+        self.max_ids.store(0, Ordering::Relaxed);
+        self.words_cap.store(0, Ordering::Relaxed);
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {

@@ -213,6 +213,56 @@ pub fn sched_yield() {
     unsafe { libc::sched_yield() };
 }
 
+unsafe extern "C" {
+    fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+}
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+/// Thread cancellation held off for the guard's lifetime (glibc flips a bit in the thread
+/// descriptor: no system call, no allocation). A cancellation requested meanwhile is acted on
+/// at the thread's next cancellation point after the guard is gone.
+pub struct NoCancel(c_int);
+
+impl NoCancel {
+    pub fn enter() -> NoCancel {
+        let mut old = 0;
+        // SAFETY: writes `old`; valid on any thread.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel(old)
+    }
+}
+
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        let mut old = 0;
+        // SAFETY: as above; restores the state found by `enter`.
+        unsafe { pthread_setcancelstate(self.0, &mut old) };
+    }
+}
+
+/// Creates the directory that holds `path` (mode 0700) when its own parent exists: the
+/// README's `prof_prefix:/tmp/prof/app` works without a `mkdir` first, but a mistyped prefix
+/// never grows a tree of directories. True if it was created.
+pub fn make_parent_dir(path: &CStr) -> bool {
+    let bytes = path.to_bytes();
+    let Some(last) = bytes.iter().rposition(|&c| c == b'/') else {
+        return false;
+    };
+    if last == 0 {
+        return false;
+    }
+    let mut dir = crate::fmt::StackBuf::<600>::new();
+    dir.push(&bytes[..last]);
+    let saved = errno();
+    let made = match dir.as_cstr() {
+        // SAFETY: NUL-terminated path.
+        Some(d) => (unsafe { libc::mkdir(d.as_ptr(), 0o700) }) == 0,
+        None => false,
+    };
+    set_errno(saved);
+    made
+}
+
 /// Writes one line to stderr, prefixed `<jeprof>: `. Never allocates.
 pub fn say(parts: &[&[u8]]) {
     let mut line = crate::fmt::StackBuf::<512>::new();
@@ -321,12 +371,11 @@ pub struct MallInfo2 {
 }
 
 /// Calls `f` with each line of `/proc/self/maps` (without the newline) until it returns false.
-/// Reads with raw system calls into a stack buffer; a line longer than the buffer is skipped.
-pub fn for_each_maps_line(f: &mut dyn FnMut(&[u8]) -> bool) {
+/// Reads with raw system calls into the caller's buffer; a line longer than it is skipped.
+pub fn for_each_maps_line(buf: &mut [u8], f: &mut dyn FnMut(&[u8]) -> bool) {
     let Some(fd) = open_read(c"/proc/self/maps") else {
         return;
     };
-    let mut buf = [0u8; 4096];
     let mut carry = 0usize;
     'read: loop {
         let n = read(fd, &mut buf[carry..]);
@@ -357,6 +406,15 @@ pub struct ObjectId {
     pub hi: usize,
     pub id: [u8; 32],
     pub id_len: usize,
+}
+
+impl ObjectId {
+    pub const EMPTY: ObjectId = ObjectId {
+        lo: 0,
+        hi: 0,
+        id: [0; 32],
+        id_len: 0,
+    };
 }
 
 struct Collect<'a> {
@@ -451,7 +509,7 @@ mod tests {
         assert!(n >= 2, "found {n} objects with build ids");
         assert!(objs[..n].iter().all(|o| o.lo < o.hi && o.id_len >= 16));
         let mut lines = 0;
-        for_each_maps_line(&mut |_| {
+        for_each_maps_line(&mut [0; 4096], &mut |_| {
             lines += 1;
             true
         });

@@ -8,8 +8,22 @@
 //! the state is only ever reached through shared references.
 
 use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::AtomicU32;
 
 use crate::memo::{MEMO_BYTES, Memo};
+
+/// A change queued for the owner of a lock this thread re-entered (`defer.rs`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Deferred {
+    /// The lock (`SpinLock::key`).
+    pub key: usize,
+    /// `defer::LIVE_INSERT`, … (`defer::NONE`: done or cancelled).
+    pub kind: u32,
+    pub extra: u32,
+    pub a: usize,
+    pub b: u64,
+}
 
 #[repr(C)]
 pub struct ThreadState {
@@ -35,10 +49,16 @@ pub struct ThreadState {
     pub last_stack: Cell<u32>,
     /// The last walk (`memo.rs`); only this thread, under its reentrancy guard, touches it.
     pub memo: UnsafeCell<Memo>,
+    /// Entries of `deferred` in use (`defer.rs`).
+    pub deferred_len: AtomicU32,
+    pub _pad: u32,
+    pub deferred: UnsafeCell<[Deferred; crate::defer::CAPACITY]>,
 }
 
 /// `thread_state.c` checks the same size on its side.
-const _: () = assert!(core::mem::size_of::<ThreadState>() == 64 + MEMO_BYTES);
+const _: () = assert!(
+    core::mem::size_of::<ThreadState>() == 64 + MEMO_BYTES + 8 + 32 * crate::defer::CAPACITY
+);
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe extern "C" {
@@ -81,15 +101,16 @@ impl ThreadState {
     }
 }
 
-/// Subtracts `bytes` from this thread's countdown and returns the new value. (The x86-64
-/// `malloc` and `calloc` do this in their own assembly; this serves the other allocating
-/// hooks, and every hook elsewhere.)
+/// Subtracts `bytes` from this thread's countdown; true when this allocation reaches it (the
+/// comparison is unsigned: a size that cannot be allocated reaches any countdown, and the slow
+/// path undoes the charge of a failed request). (The x86-64 `malloc` and `calloc` do this in
+/// their own assembly; this serves the other allocating hooks, and every hook elsewhere.)
 #[inline(always)]
-pub fn charge_countdown(bytes: i64) -> i64 {
+pub fn charge_countdown(bytes: usize) -> bool {
     let t = current();
-    let left = t.bytes_until_sample.get().wrapping_sub(bytes);
-    t.bytes_until_sample.set(left);
-    left
+    let left = t.bytes_until_sample.get();
+    t.bytes_until_sample.set(left.wrapping_sub(bytes as i64));
+    bytes as u64 >= left as u64
 }
 
 /// Marks the thread busy for the lifetime of the guard, so that allocations made by code

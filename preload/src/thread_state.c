@@ -27,9 +27,16 @@ struct jeprof_thread_state {
         uint32_t n, generation;
         uint64_t words[64][2];
     } memo;
+    uint32_t deferred_len;      /* changes queued for a lock this thread re-entered */
+    uint32_t pad;
+    struct {                    /* see src/defer.rs */
+        uint64_t key;
+        uint32_t kind, extra;
+        uint64_t a, b;
+    } deferred[16];
 };
 
-_Static_assert(sizeof(struct jeprof_thread_state) == 64 + 40 + 16 * 64,
+_Static_assert(sizeof(struct jeprof_thread_state) == 64 + 40 + 16 * 64 + 8 + 32 * 16,
                "must match ThreadState in src/thread.rs");
 
 /* Global but hidden: the Rust side reads it with an inline initial-exec access on x86-64. */

@@ -156,29 +156,42 @@ pub const MAX_READS: usize = 64;
 /// rbp. A walk is a function of its start registers, the words it reads and the code's unwind
 /// rules (fixed while the code stays loaded), so a later walk from the same registers that
 /// finds the same words at the same addresses yields the same frames (see `memo.rs`).
-pub struct Reads {
-    at: [MaybeUninit<(usize, usize)>; MAX_READS],
+pub struct Reads<'a> {
+    at: &'a mut [MaybeUninit<(usize, usize)>],
     n: usize,
-    /// The log is complete: our walker ran on the thread's own stack and read at most
-    /// `MAX_READS` words.
+    /// The log is complete: our walker ran on the thread's own stack and read at most as
+    /// many words as the log holds.
     complete: bool,
     /// The starting rbp mattered (a CFA or frame-pointer step used it before it was reloaded).
     pub bp_used: bool,
 }
 
-impl Reads {
-    pub fn new() -> Self {
+/// Room for a complete log (`Reads::new`).
+pub type ReadLog = [MaybeUninit<(usize, usize)>; MAX_READS];
+
+/// An empty log, to be filled by a walk.
+pub const fn read_log() -> ReadLog {
+    [MaybeUninit::uninit(); MAX_READS]
+}
+
+impl<'a> Reads<'a> {
+    pub fn new(at: &'a mut [MaybeUninit<(usize, usize)>]) -> Self {
         Reads {
-            at: [MaybeUninit::uninit(); MAX_READS],
+            at,
             n: 0,
             complete: false,
             bp_used: false,
         }
     }
 
+    /// No log (a walk that will not be memorized: a small stack, a foreign one).
+    pub fn none() -> Reads<'static> {
+        Reads::new(&mut [])
+    }
+
     #[inline(always)]
     fn log(&mut self, addr: usize, value: usize) {
-        if self.n < MAX_READS {
+        if self.n < self.at.len() {
             self.at[self.n].write((addr, value));
             self.n += 1;
         } else {
@@ -188,8 +201,8 @@ impl Reads {
 
     /// A complete log of `words` (tests of the memo).
     #[cfg(test)]
-    pub fn logged(words: &[(usize, usize)]) -> Self {
-        let mut r = Reads::new();
+    pub fn logged(at: &'a mut ReadLog, words: &[(usize, usize)]) -> Self {
+        let mut r = Reads::new(at);
         for &(addr, value) in words {
             r.log(addr, value);
         }
@@ -210,12 +223,6 @@ impl Reads {
     }
 }
 
-impl Default for Reads {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Fills `out` with the caller's stack (innermost first, our frames skipped); returns the
 /// number of frames. Always at least 1 when `out` is non-empty: an empty walk yields one
 /// placeholder frame so that every dump record names something.
@@ -229,7 +236,7 @@ pub fn backtrace(out: &mut [usize]) -> usize {
 /// `backtrace` into uninitialized memory (saves zeroing a large buffer per sample); returns
 /// the frames written.
 pub fn backtrace_into(out: &mut [MaybeUninit<usize>]) -> &[usize] {
-    backtrace_from(None, out, &mut Reads::new())
+    backtrace_from(None, out, &mut Reads::none())
 }
 
 /// Like `backtrace_into`, starting from registers captured by a hook when given, logging the
@@ -238,7 +245,7 @@ pub fn backtrace_into(out: &mut [MaybeUninit<usize>]) -> &[usize] {
 pub fn backtrace_from<'a>(
     start: Option<Regs>,
     out: &'a mut [MaybeUninit<usize>],
-    reads: &mut Reads,
+    reads: &mut Reads<'_>,
 ) -> &'a [usize] {
     reads.n = 0;
     reads.complete = false;
@@ -481,26 +488,150 @@ fn compute_step(pc: usize) -> Step {
 
 // ---- the walk -----------------------------------------------------------------------------
 
-/// The stack mapping containing `sp`, from /proc/self/maps, read with raw system calls.
-#[cold]
-#[inline(never)]
-fn stack_bounds_of(sp: usize) -> Option<(usize, usize)> {
-    let saved = crate::sys::errno();
-    let found = stack_bounds_in_maps(sp);
-    crate::sys::set_errno(saved);
-    found
-}
+/// The main thread's stack: the `[stack]` mapping's end, read once at start-up, and the
+/// lowest address it may grow down to (its end minus the stack size limit).
+static MAIN_LO: AtomicUsize = AtomicUsize::new(0);
+static MAIN_HI: AtomicUsize = AtomicUsize::new(0);
 
-fn stack_bounds_in_maps(sp: usize) -> Option<(usize, usize)> {
+/// Cached bounds meaning "this thread's stack could not be found".
+const NO_STACK: usize = 1;
+
+/// Learns the main thread's stack from `/proc/self/maps`, once, at start-up (before a sandbox
+/// can forbid opening files): no walk ever reads that file.
+pub fn init_stacks(read_buf: &mut [u8]) {
+    let sp = Regs::capture().sp;
     let mut found = None;
-    crate::sys::for_each_maps_line(&mut |line| match parse_range(line) {
+    crate::sys::for_each_maps_line(read_buf, &mut |line| match parse_range(line) {
         Some((lo, hi)) if lo <= sp && sp < hi => {
-            found = Some((lo, hi));
+            found = Some(hi);
             false
         }
         _ => true,
     });
+    let Some(hi) = found else { return };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } == 0
+        && lim.rlim_cur != libc::RLIM_INFINITY
+    {
+        (lim.rlim_cur as usize).clamp(1 << 17, 1 << 30)
+    } else {
+        1 << 30
+    };
+    MAIN_LO.store(hi.saturating_sub(limit), Ordering::Relaxed);
+    MAIN_HI.store(hi, Ordering::Relaxed);
+}
+
+/// The calling thread's own stack, `[lo, hi)`: the main thread's from start-up; another
+/// thread's, once per thread, from the `/proc/self/maps` line of the mapping that holds its
+/// thread pointer (glibc places a thread's descriptor and TLS at the top of its stack block;
+/// the guard pages below are mappings of their own). Under a seccomp filter no file is
+/// opened (the filter may kill the process for it): the thread's stack stays unknown. Cached
+/// in the thread's state; `None` when unknown (a walk then stays within the page of its stack
+/// pointer). (`pthread_getattr_np` would give the same bounds without a file, but it takes the
+/// new thread's lock, which its creator can hold while it waits for the new thread: a JVM
+/// deadlocks.)
+fn own_stack(sp: usize) -> Option<(usize, usize)> {
+    let (mlo, mhi) = (
+        MAIN_LO.load(Ordering::Relaxed),
+        MAIN_HI.load(Ordering::Relaxed),
+    );
+    if mhi != 0 && mlo <= sp && sp < mhi {
+        return Some((mlo, mhi));
+    }
+    let t = crate::thread::current();
+    let (lo, hi) = (t.stack_lo.get(), t.stack_hi.get());
+    if lo == NO_STACK {
+        return None;
+    }
+    if lo != 0 {
+        return Some((lo, hi));
+    }
+    let found = thread_stack_mapping();
+    let (l, h) = found.unwrap_or((NO_STACK, NO_STACK));
+    t.stack_lo.set(l);
+    t.stack_hi.set(h);
     found
+}
+
+#[cold]
+#[inline(never)]
+fn thread_stack_mapping() -> Option<(usize, usize)> {
+    let saved = crate::sys::errno();
+    // SAFETY: prctl(PR_GET_SECCOMP) takes no pointers; 0 means no filter.
+    let filtered = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } != 0;
+    // SAFETY: pthread_self reads the thread pointer.
+    let tp = unsafe { libc::pthread_self() } as usize;
+    let mut found = None;
+    if !filtered {
+        // Small: a thread's first sample may run on a small stack. Longer lines (long file
+        // paths) are skipped, and a stack's line is short.
+        let mut buf = [0u8; 512];
+        crate::sys::for_each_maps_line(&mut buf, &mut |line| match parse_range(line) {
+            Some((lo, hi)) if lo <= tp && tp < hi => {
+                found = Some((lo, hi));
+                false
+            }
+            _ => true,
+        });
+    }
+    crate::sys::set_errno(saved);
+    found
+}
+
+/// Bounds for a walk from `sp`, and whether they are the thread's own stack: else (a signal
+/// handler's alternate stack, a coroutine's stack) only the page holding `sp` is known to be
+/// mapped, and the walk stays inside it.
+pub fn bounds_for(sp: usize) -> (usize, usize, bool) {
+    if let Some((lo, hi)) = own_stack(sp)
+        && lo <= sp
+        && sp < hi
+    {
+        return (lo, hi, true);
+    }
+    (sp, (sp | (crate::sys::PAGE - 1)) + 1, false)
+}
+
+/// Whether the calling thread runs a signal handler: a return address on its stack is the
+/// kernel's return trampoline (glibc's `__restore_rt`: `mov rax, 15; syscall`, the same bytes
+/// libgcc and gdb recognize). Walks the stack, so not for hot paths.
+pub fn in_signal_handler() -> bool {
+    let mut buf = [MaybeUninit::<usize>::uninit(); 64];
+    backtrace_from(None, &mut buf, &mut Reads::none())
+        .iter()
+        .any(|&ra| is_sigreturn(ra))
+}
+
+fn is_sigreturn(ra: usize) -> bool {
+    const SIGRETURN: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+    let f = DL_FIND_OBJECT.load(Ordering::Relaxed);
+    if f == 0 || !cfg!(target_arch = "x86_64") {
+        return false;
+    }
+    // SAFETY: all-zero is a valid DlFindObject (integers and null pointers).
+    let mut found: DlFindObject = unsafe { core::mem::zeroed() };
+    // SAFETY: `f` is glibc's _dl_find_object (lock-free), which only writes `found`.
+    let hit =
+        unsafe { core::mem::transmute::<usize, DlFindObjectFn>(f)(ra as *mut c_void, &mut found) }
+            == 0;
+    if !hit || ra.saturating_add(SIGRETURN.len()) > found.map_end as usize {
+        return false;
+    }
+    // SAFETY: [ra, ra + 9) lies inside a loaded object's mapping, which stays mapped while
+    // code of it is on our stack.
+    let code = unsafe { core::slice::from_raw_parts(ra as *const u8, SIGRETURN.len()) };
+    code == SIGRETURN
+}
+
+/// Bytes of stack left below `sp` on the thread's own stack; 0 on any other stack.
+pub fn stack_room(sp: usize) -> usize {
+    match bounds_for(sp) {
+        (lo, _, true) => sp - lo,
+        _ => 0,
+    }
 }
 
 pub fn parse_range(line: &[u8]) -> Option<(usize, usize)> {
@@ -524,31 +655,18 @@ fn parse_hex(s: &[u8]) -> Option<usize> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::thread;
 
     /// Walks from this function up. Returns false only if the walk could not start (no stack
     /// bounds), so that the caller falls back to libgcc.
-    pub fn walk(start: Regs, sink: &mut Sink<'_>, reads: &mut Reads) -> bool {
+    pub fn walk(start: Regs, sink: &mut Sink<'_>, reads: &mut Reads<'_>) -> bool {
         let Regs {
             mut pc,
             mut sp,
             mut bp,
         } = start;
-        let t = thread::current();
-        let (mut lo, mut hi) = (t.stack_lo.get(), t.stack_hi.get());
-        if sp < lo || sp >= hi {
-            // First walk on this thread, or running on another stack (sigaltstack).
-            let Some((l, h)) = stack_bounds_of(sp) else {
-                return false;
-            };
-            if lo == 0 {
-                t.stack_lo.set(l);
-                t.stack_hi.set(h);
-            }
-            (lo, hi) = (l, h);
-        }
+        let (lo, hi, own) = bounds_for(sp);
         // Repeatable only on the thread's own stack, whose bounds never change.
-        reads.complete = (lo, hi) == (t.stack_lo.get(), t.stack_hi.get());
+        reads.complete = own;
         // The starting rbp is still the one in `bp` (no step has reloaded it yet).
         let mut bp_is_start = true;
         // Every read is 8-aligned and inside [lo, hi): mapped and readable (we run on it).
@@ -843,8 +961,15 @@ mod tests {
     fn finds_this_threads_stack() {
         let x = 0u8;
         let sp = &x as *const u8 as usize;
-        let (lo, hi) = stack_bounds_of(sp).expect("stack mapping");
-        assert!(lo <= sp && sp < hi);
+        // A test thread is a glibc thread: its bounds come from its descriptor, no file.
+        let (lo, hi, own) = bounds_for(sp);
+        assert!(own && lo <= sp && sp < hi, "{lo:#x} {sp:#x} {hi:#x}");
+        assert!(stack_room(sp) > 0);
+        // Another stack (here: a heap block): only the page of its stack pointer.
+        let heap = Box::new([0u64; 1024]);
+        let p = heap.as_ptr() as usize + 4000;
+        assert_eq!(bounds_for(p), (p, (p | 4095) + 1, false));
+        assert_eq!(stack_room(p), 0);
         assert_eq!(
             parse_range(b"7f00-7f10 rw-p 0 0:0 0"),
             Some((0x7f00, 0x7f10))
