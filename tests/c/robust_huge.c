@@ -1,11 +1,12 @@
 /* Failed huge requests: each of calloc(SIZE_MAX/2, 4), malloc(SIZE_MAX-100),
  * aligned_alloc(64, SIZE_MAX-100), pvalloc(SIZE_MAX-100), posix_memalign(64, SIZE_MAX-100),
  * memalign(64, SIZE_MAX-100), valloc(SIZE_MAX-100) and realloc(p, SIZE_MAX-100) must fail
- * (NULL or ENOMEM, p intact), and after each one a named function leaks a known block:
- *   after_calloc 1 x 1111, after_malloc 1 x 2222, after_aligned_alloc 1 x 3333,
- *   after_pvalloc 1 x 4444, after_posix_memalign 1 x 5555, after_memalign 1 x 6666,
- *   after_valloc 1 x 7777, after_realloc 1 x 8888, realloc_base 1 x 100 (the block whose
- *   realloc failed), and at the end after_all 1024 x 65536 (64 MiB, for sampled mode). */
+ * (NULL or ENOMEM, p intact), and right after each one a named function leaks one small block
+ * (smaller than the 101 bytes by which SIZE_MAX-100 wraps below zero):
+ *   after_calloc 40 B, after_malloc 48 B, after_aligned_alloc 56 B, after_pvalloc 64 B,
+ *   after_posix_memalign 72 B, after_memalign 80 B, after_valloc 88 B, after_realloc 96 B,
+ *   realloc_base 100 B (the block whose realloc failed), and at the end after_all
+ *   1024 x 65536 B (64 MiB, for sampled mode). */
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <stdint.h>
@@ -14,14 +15,14 @@
 
 #define HUGE (SIZE_MAX - 100)
 
-NOINLINE void after_calloc(void) { keep(malloc(1111)); }
-NOINLINE void after_malloc(void) { keep(malloc(2222)); }
-NOINLINE void after_aligned_alloc(void) { keep(malloc(3333)); }
-NOINLINE void after_pvalloc(void) { keep(malloc(4444)); }
-NOINLINE void after_posix_memalign(void) { keep(malloc(5555)); }
-NOINLINE void after_memalign(void) { keep(malloc(6666)); }
-NOINLINE void after_valloc(void) { keep(malloc(7777)); }
-NOINLINE void after_realloc(void) { keep(malloc(8888)); }
+NOINLINE void after_calloc(void) { keep(malloc(40)); }
+NOINLINE void after_malloc(void) { keep(malloc(48)); }
+NOINLINE void after_aligned_alloc(void) { keep(malloc(56)); }
+NOINLINE void after_pvalloc(void) { keep(malloc(64)); }
+NOINLINE void after_posix_memalign(void) { keep(malloc(72)); }
+NOINLINE void after_memalign(void) { keep(malloc(80)); }
+NOINLINE void after_valloc(void) { keep(malloc(88)); }
+NOINLINE void after_realloc(void) { keep(malloc(96)); }
 NOINLINE void *realloc_base(void) {
     void *p = malloc(100);
     keep(p);
