@@ -4,9 +4,9 @@
  * Leaks (exact mode checks them): loop_leak 100 B every 4096th iteration (count printed as
  * loop_leaks=N), main_leak 10 x 1000 B, thread_leak 5 x 3000 B (mode "thread").
  * The timer stays armed through exit, so it also fires while the final dump is written.
- * Handler sizes (200 B) and loop sizes (1000-4000 B) are in different tcache bins, so glibc's
- * own malloc is never re-entered on a locked path: the program runs to the end without a
- * preload. */
+ * The handler's size (200 B) is served from a tcache bin that each thread fills before the
+ * handler can run on it, and the loop's sizes (1000-4000 B) never use that bin, so glibc's own
+ * malloc is never re-entered on a locked path: the program runs to the end without a preload. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -17,12 +17,18 @@
 
 static volatile long handled;
 
-static void on_alarm(int sig) {
-    (void)sig;
-    int saved = errno;
+/* What the handler does; also called before the handler can run on a thread, to fill that
+ * thread's tcache bin (the volatile store keeps gcc from removing the pair). */
+static void alloc_200(void) {
     void *p = malloc(200);
     if (p) ((volatile char *)p)[0] = 1;
     free(p);
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    int saved = errno;
+    alloc_200();
     handled++;
     errno = saved;
 }
@@ -62,6 +68,13 @@ static volatile long thread_leaks;
 
 static void *second(void *arg) {
     (void)arg;
+    /* Created with SIGALRM blocked: fill this thread's tcache bin for the handler's size (glibc
+     * sets the tcache up under an arena lock) before the handler may run here. */
+    alloc_200();
+    sigset_t alrm;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &alrm, NULL) == 0);
     thread_leaks = churn(1.0);
     thread_leak();
     return NULL;
@@ -72,7 +85,7 @@ int main(int argc, char **argv) {
     int altstack = !strcmp(mode, "altstack");
     int thread = !strcmp(mode, "thread");
     CHECK(altstack || thread || !strcmp(mode, "plain"));
-    free(malloc(200)); /* the handler's tcache bin is never empty */
+    alloc_200(); /* the handler's tcache bin is never empty on this thread */
     if (altstack) {
         stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536};
         CHECK(ss.ss_sp != NULL);
@@ -85,7 +98,14 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
     pthread_t t;
-    if (thread) CHECK(pthread_create(&t, NULL, second, NULL) == 0);
+    if (thread) {
+        sigset_t alrm, old;
+        sigemptyset(&alrm);
+        sigaddset(&alrm, SIGALRM);
+        CHECK(pthread_sigmask(SIG_BLOCK, &alrm, &old) == 0);
+        CHECK(pthread_create(&t, NULL, second, NULL) == 0);
+        CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
+    }
     struct itimerval it = {{0, 100}, {0, 100}};
     CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
     long leaks = churn(1.0);
