@@ -17,8 +17,12 @@
 
 #include "robust.h"
 
+#ifndef SMALL_STACK /* overridable only to check the program itself */
 #define SMALL_STACK 16384 /* PTHREAD_STACK_MIN */
-#define ALT_STACK 8192    /* SIGSTKSZ without _GNU_SOURCE */
+#endif
+#ifndef ALT_STACK
+#define ALT_STACK 8192 /* SIGSTKSZ without _GNU_SOURCE */
+#endif
 
 NOINLINE void small_leak(void) {
     for (int i = 0; i < 4; i++) keep(malloc(16384));
