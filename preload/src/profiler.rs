@@ -905,6 +905,12 @@ pub fn at_quick_exit() {
     if sys::getpid() != OWN_PID.load(Ordering::Relaxed) {
         return;
     }
+    // A process under a seccomp filter that ends with `_exit` is often a sandboxed one that
+    // may not open files (the filter could kill it for our `open`): no dump then. (`exit()`
+    // keeps its final dump: containers run everything under a filter that allows files.)
+    if sys::seccomp_filtered() {
+        return;
+    }
     dump_now(Trigger::Final, true);
 }
 

@@ -263,6 +263,16 @@ pub fn make_parent_dir(path: &CStr) -> bool {
     made
 }
 
+/// Whether a seccomp filter applies to the calling thread (`prctl(PR_GET_SECCOMP)`: one system
+/// call, no file).
+pub fn seccomp_filtered() -> bool {
+    let saved = errno();
+    // SAFETY: prctl(PR_GET_SECCOMP) takes no pointers; 0 means no filter.
+    let r = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } != 0;
+    set_errno(saved);
+    r
+}
+
 /// Writes one line to stderr, prefixed `<jeprof>: `. Never allocates.
 pub fn say(parts: &[&[u8]]) {
     let mut line = crate::fmt::StackBuf::<512>::new();

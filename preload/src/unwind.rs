@@ -561,8 +561,7 @@ fn own_stack(sp: usize) -> Option<(usize, usize)> {
 #[inline(never)]
 fn thread_stack_mapping() -> Option<(usize, usize)> {
     let saved = crate::sys::errno();
-    // SAFETY: prctl(PR_GET_SECCOMP) takes no pointers; 0 means no filter.
-    let filtered = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } != 0;
+    let filtered = crate::sys::seccomp_filtered();
     // SAFETY: pthread_self reads the thread pointer.
     let tp = unsafe { libc::pthread_self() } as usize;
     let mut found = None;
