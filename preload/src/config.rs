@@ -38,7 +38,16 @@ pub struct Config {
     /// 41 (SIGRTMIN+7 on glibc), is used by neither glibc nor HotSpot; the handler is only
     /// installed if the program has none for it.
     pub signal: i32,
+    /// `prof_active` (jemalloc's name): sample from the start. `false` starts dormant: the
+    /// hooks are in place but nothing is sampled until `jeprof-rs start PID` (a queued
+    /// `prof_signal` carrying `CONTROL_START`), at the cost of the interposition alone.
+    pub active: bool,
 }
+
+/// Values a control request carries in a queued `prof_signal` (`sigqueue`), beside plain
+/// signals, which request a dump. ("jp" and a number, so that a stray value is no request.)
+pub const CONTROL_START: i32 = 0x6a70_0001;
+pub const CONTROL_STOP: i32 = 0x6a70_0002;
 
 pub const MAX_DEPTH_LIMIT: usize = 256;
 
@@ -65,6 +74,7 @@ impl Config {
             interval_secs: 0,
             libgcc_unwinder: false,
             signal: 41,
+            active: true,
         }
     }
 
@@ -97,6 +107,7 @@ impl Config {
     fn set(&mut self, key: &[u8], v: &[u8]) -> Result<(), &'static str> {
         match key {
             b"prof" => self.enabled = parse_bool(v)?,
+            b"prof_active" => self.active = parse_bool(v)?,
             b"prof_prefix" => {
                 if v.is_empty() || v.len() >= PREFIX_MAX || v.contains(&0) {
                     return Err("prefix must be 1..479 bytes");
@@ -154,7 +165,7 @@ impl Config {
             }
             // jemalloc keys that are meaningful there but have no effect here: accepted so
             // that a MALLOC_CONF can be copied over, without pretending they do something.
-            b"prof_active" | b"prof_accum" | b"prof_thread_active_init" => {
+            b"prof_accum" | b"prof_thread_active_init" => {
                 parse_bool(v)?;
             }
             _ => return Err("unknown key"),
@@ -214,7 +225,7 @@ mod tests {
         let (c, errs) = parse(
             "prof_prefix:/tmp/a/b,lg_prof_sample:0,prof_final:false,lg_prof_interval:20,\
              prof_gdump:true,prof_leak:true,prof_mmap:false,prof_max_depth:64,\
-             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc",
+             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc,prof_active:false",
         );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(c.prefix(), b"/tmp/a/b");

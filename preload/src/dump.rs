@@ -125,6 +125,11 @@ pub struct Meta<'a> {
     /// glibc's statistics when it is the allocator: bytes it holds (arena + mmapped chunks),
     /// bytes in use by the program, bytes free inside its arenas.
     pub mallinfo: Option<sys::MallInfo2>,
+    /// When sampling was last switched on by `jeprof-rs start` (microseconds since the epoch;
+    /// 0 or 1: from start-up): samples cover only the time since.
+    pub since: u64,
+    /// Sampling is on now (off: `prof_active:false` or `jeprof-rs stop`).
+    pub sampling: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -294,6 +299,17 @@ fn write_meta(
     out.put(b"# tag: ");
     out.put(meta.tag);
     out.put(b"\n");
+    if meta.since > 1 {
+        let _ = writeln!(
+            out,
+            "# sampling_since: {}.{:06}",
+            meta.since / 1_000_000,
+            meta.since % 1_000_000
+        );
+    }
+    if !meta.sampling {
+        out.put(b"# sampling: off\n");
+    }
     let n = sys::readlink(c"/proc/self/exe", rbuf);
     if n > 0 && !rbuf[..n].contains(&b'\n') {
         out.put(b"# exe: ");
@@ -432,6 +448,8 @@ mod tests {
                     uordblks: 60,
                     ..Default::default()
                 }),
+                since: 0,
+                sampling: true,
             },
             &mut buf,
             u64::MAX,
@@ -470,7 +488,9 @@ mod tests {
                 &Meta {
                     kind: "heap",
                     tag: b"f",
-                    mallinfo: None
+                    mallinfo: None,
+                    since: 0,
+                    sampling: true,
                 },
                 &mut buf,
                 u64::MAX

@@ -56,6 +56,9 @@ struct Hot {
     /// Objects the program has unloaded (`dlclose`): a walk memorized before one is not
     /// reused (`memo.rs`).
     unloads: AtomicU32,
+    /// Sampling on (`prof_active`, `jeprof-rs start`/`stop`). While off, each thread comes to
+    /// the slow path once per `DORMANT_RECHECK` bytes to see whether it was switched on.
+    sampling: AtomicBool,
 }
 
 impl Hot {
@@ -78,7 +81,13 @@ static HOT: Hot = Hot {
     ln_keep: AtomicU64::new(0),
     next_interval: AtomicU64::new(u64::MAX),
     unloads: AtomicU32::new(0),
+    sampling: AtomicBool::new(true),
 };
+
+/// Bytes a thread allocates between two looks at `HOT.sampling` while sampling is off.
+const DORMANT_RECHECK: i64 = 1 << 20;
+/// When sampling was last switched on (wall clock, seconds and microseconds; 0: at start-up).
+static SAMPLING_SINCE: AtomicU64 = AtomicU64::new(0);
 
 /// The program unloaded an object: other code, with other unwind rules, may be loaded at its
 /// addresses. Forgets the cached rules and, by counting, every thread's memorized walk.
@@ -179,6 +188,7 @@ pub fn init() {
     let ln_keep = sampler::ln_keep(cfg.lg_sample);
     HOT.ln_keep.store(ln_keep.to_bits(), Ordering::Relaxed);
     HOT.gdump.store(cfg.gdump, Ordering::Relaxed);
+    HOT.sampling.store(cfg.active, Ordering::Relaxed);
     if cfg.lg_sample == 0 {
         LIVE.set_every_block();
     }
@@ -213,7 +223,30 @@ extern "C" fn periodic_fired(_: usize) {
 /// TLS; no dump is ever written inside a signal handler. `jeprof-rs dump` signals every thread
 /// of the process, so the first one to allocate writes the dump. (A signal that lands between
 /// the fast path's load and store of the countdown loses its poke; the request stays pending.)
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; for SI_QUEUE (sigqueue)
+    // its value field holds what the sender queued.
+    let control = unsafe {
+        (!info.is_null() && (*info).si_code == libc::SI_QUEUE)
+            .then(|| (*info).si_value().sival_ptr as usize as i32)
+    };
+    match control {
+        Some(crate::config::CONTROL_START) => {
+            if !HOT.sampling.swap(true, Ordering::AcqRel) {
+                SAMPLING_SINCE.store(1, Ordering::Relaxed); // stamped by the next sample
+            }
+            // `jeprof-rs start` signals every thread: each starts at its next allocation.
+            let t = thread::current();
+            t.last_wait.set(POKED);
+            t.bytes_until_sample.set(0);
+            return;
+        }
+        Some(crate::config::CONTROL_STOP) => {
+            HOT.sampling.store(false, Ordering::Release);
+            return;
+        }
+        _ => {}
+    }
     HOT.dump_requested.store(true, Ordering::Release);
     let t = thread::current();
     t.last_wait.set(POKED);
@@ -321,6 +354,19 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
         t.bytes_until_sample
             .set(if real::resolved() { i64::MAX } else { 1 << 20 });
         return;
+    }
+    if !HOT.sampling.load(Ordering::Relaxed) {
+        // Dormant (`prof_active:false`, `jeprof-rs stop`): look again after a while; the
+        // first sample after a restart draws a fresh countdown (marked like a dump request).
+        t.bytes_until_sample.set(DORMANT_RECHECK);
+        t.last_wait.set(POKED);
+        serve_dump_request();
+        return;
+    }
+    if SAMPLING_SINCE.load(Ordering::Relaxed) == 1 {
+        let (sec, nsec) = sys::now_realtime();
+        let stamp = (sec as u64) * 1_000_000 + (nsec as u64) / 1000;
+        let _ = SAMPLING_SINCE.compare_exchange(1, stamp, Ordering::Relaxed, Ordering::Relaxed);
     }
     if ptr.is_null() {
         // A failed request allocated nothing: undo its charge. (A size that wraps, like
@@ -804,6 +850,8 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         kind: "heap",
         tag: tag.as_bytes(),
         mallinfo,
+        since: SAMPLING_SINCE.load(Ordering::Relaxed),
+        sampling: HOT.sampling.load(Ordering::Relaxed),
     };
     let wait_ns = if exiting { EXIT_WAIT_NS } else { u64::MAX };
     let write = |path: &core::ffi::CStr, buf: &mut DumpBuf, table, inuse, lg, meta: &Meta<'_>| {
@@ -830,6 +878,8 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
             kind: "mmap",
             tag: tag.as_bytes(),
             mallinfo: None,
+            since: 0,
+            sampling: true,
         };
         if let Some(path) = mname.as_cstr()
             && let Err(e) = write(path, buf, &MAPPED, InUse::Counters, 0, &meta)

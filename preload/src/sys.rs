@@ -347,7 +347,10 @@ impl Timer {
 
 /// Installs `handler` for `signo` unless the program already handles that signal. Returns
 /// false if it did not install it.
-pub fn install_handler(signo: c_int, handler: extern "C" fn(c_int)) -> bool {
+pub fn install_handler(
+    signo: c_int,
+    handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void),
+) -> bool {
     // SAFETY: sigaction structs are plain data; we read the old action before replacing it.
     unsafe {
         let mut old: libc::sigaction = core::mem::zeroed();
@@ -358,7 +361,7 @@ pub fn install_handler(signo: c_int, handler: extern "C" fn(c_int)) -> bool {
         }
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = handler as usize;
-        sa.sa_flags = libc::SA_RESTART;
+        sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(signo, &sa, core::ptr::null_mut()) == 0
     }
