@@ -92,7 +92,8 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 // size, and only when the size reaches the countdown (compared unsigned, so that a size that
 // cannot be allocated, e.g. malloc(SIZE_MAX - 100), is no negative charge that raises the
 // countdown: it goes to the slow path, which undoes the charge of a failed request) does the
-// call leave the fast path. Deciding first lets the
+// call leave the fast path. A countdown already below zero (a signal handler that allocates
+// between an interrupted fast path's charge and its slow path) goes there too (`js`). Deciding first lets the
 // common case end in a jump to the real function: no stack frame, no saved registers,
 // nothing to do afterwards. (If the real call then fails, the slow path sees a null block and
 // records nothing.) `free` jumps through its slot of the live table's jump table: one load, no
@@ -104,7 +105,7 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 // On x86-64 these three are written out as naked functions: rustc reaches a shared object's
 // statics through the GOT (a load per static per call) and tests a function pointer before
 // calling it; here the jump targets (`real::*_JUMP`, never null) and free's jump table are
-// addressed relative to the instruction pointer. malloc is 4 instructions, calloc 6, free 4.
+// addressed relative to the instruction pointer. malloc is 5 instructions, calloc 7, free 4.
 //
 // The slow paths are reached by a jump from a frameless function, so the return address on
 // their stack is the application's: the walk starts in their own frame, which stays alive
@@ -123,6 +124,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         "mov rax, qword ptr [rip + jeprof_tls@GOTTPOFF]",
         "sub qword ptr fs:[rax], rdi",
         "jbe {slow}",
+        "js {slow}",
         "jmp qword ptr [rip + {next}]",
         ".cfi_endproc",
         slow = sym malloc_slow,
@@ -147,6 +149,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `malloc` whose countdown ran out: allocate, then sample.
 #[inline(never)]
 unsafe extern "C" fn malloc_slow(size: usize) -> *mut c_void {
+    profiler::slow_entry();
     let f = real::MALLOC.get();
     if f.is_null() {
         return malloc_unresolved(size);
@@ -184,6 +187,7 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
         "mov rcx, qword ptr [rip + jeprof_tls@GOTTPOFF]",
         "sub qword ptr fs:[rcx], rax",
         "jbe {slow}",
+        "js {slow}",
         "jmp qword ptr [rip + {next}]",
         ".cfi_endproc",
         slow = sym calloc_slow,
@@ -207,6 +211,7 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
 /// `calloc` whose countdown ran out: allocate, then sample.
 #[inline(never)]
 unsafe extern "C" fn calloc_slow(n: usize, m: usize) -> *mut c_void {
+    profiler::slow_entry();
     let f = real::CALLOC.get();
     if f.is_null() {
         return calloc_unresolved(n, m);

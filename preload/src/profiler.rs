@@ -284,6 +284,14 @@ fn serve_dump_request() {
 }
 
 fn start_triggers() {
+    let t = thread::current();
+    // timer_create allocates (libc's helper thread): those blocks are not the program's.
+    t.internal.set(t.internal.get() + 1);
+    start_triggers_in();
+    t.internal.set(t.internal.get() - 1);
+}
+
+fn start_triggers_in() {
     let cfg = config();
     if cfg.interval_secs > 0
         && let Some(mut p) = PERIODIC.acquire()
@@ -330,12 +338,24 @@ pub fn sample(ptr: *mut c_void, size: usize, pc: usize, sp: usize, bp: usize) ->
     if t.busy.get() == 0 {
         sample_in(t, ptr, size, unwind::Regs { pc, sp, bp });
     } else {
-        // An allocation made inside the profiler (glibc's pthread_getattr_np, or a signal
-        // handler that interrupted us): not sampled, and its charge undone, so that the
-        // countdown stays where the profiler left it. (Never below zero: the fast path
-        // compares unsigned, and a negative countdown would never be reached again.)
+        // An allocation made while this thread is inside the profiler: a signal handler that
+        // interrupted us, or the profiler's own (`internal`). Exact mode records the program's
+        // (a small walk, no memo: the interrupted walk owns it); either way the charge is
+        // undone, so that the countdown stays where the profiler left it (never below zero:
+        // the fast path compares unsigned, and a negative countdown is never reached again).
+        // (Exact mode's countdown is zero at rest, and `slow_entry` may have zeroed it
+        // already: adding the size back would skip the program's next allocations.)
+        let exact = HOT.lg_sample.load(Ordering::Relaxed) == 0;
         let c = t.bytes_until_sample.get().wrapping_add(size as i64);
-        t.bytes_until_sample.set(c.max(0));
+        t.bytes_until_sample.set(if exact { 0 } else { c.max(0) });
+        if !ptr.is_null()
+            && t.internal.get() == 0
+            && exact
+            && HOT.active.load(Ordering::Acquire)
+            && HOT.sampling.load(Ordering::Relaxed)
+        {
+            record_nested(ptr as usize, size as u64, unwind::Regs { pc, sp, bp });
+        }
     }
     ptr
 }
@@ -344,7 +364,10 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     // Park the countdown while we work, so that nested allocations stay on the fast path
     // (after reading it: it says how many bytes were allocated since the last draw).
     let mut countdown = t.bytes_until_sample.get();
-    t.bytes_until_sample.set(i64::MAX);
+    // (In exact mode nested allocations, a signal handler's, must still reach the slow path,
+    // which records them: the countdown stays at zero there.)
+    let exact = HOT.lg_sample.load(Ordering::Relaxed) == 0;
+    t.bytes_until_sample.set(if exact { 0 } else { i64::MAX });
     // No errno save here: nothing on this path changes errno (the system calls it can make
     // restore it themselves, see sys.rs).
     let _busy = Busy::enter();
@@ -370,9 +393,13 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     }
     if ptr.is_null() {
         // A failed request allocated nothing: undo its charge. (A size that wraps, like
-        // malloc(SIZE_MAX - 100), comes here too instead of raising the countdown.)
-        t.bytes_until_sample
-            .set(countdown.wrapping_add(size as i64));
+        // malloc(SIZE_MAX - 100), comes here too instead of raising the countdown. Exact
+        // mode's countdown is zero at rest.)
+        t.bytes_until_sample.set(if exact {
+            0
+        } else {
+            countdown.wrapping_add(size as i64).max(0)
+        });
         return;
     }
     if HOT.triggers_lost.load(Ordering::Relaxed) {
@@ -404,7 +431,12 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     }
     // Bytes allocated by this thread since the countdown was drawn (it went from last_wait
     // down to `countdown`).
-    let allocated = t.last_wait.get().wrapping_sub(countdown as u64);
+    // (Exact mode: the slow path's entry set the countdown back to zero, see `slow_entry`.)
+    let allocated = if lg == 0 {
+        size as u64
+    } else {
+        t.last_wait.get().wrapping_sub(countdown as u64)
+    };
     let mut rng = t.rng.get();
     let wait = HOT.next_wait(&mut rng, lg);
     t.rng.set(rng);
@@ -412,6 +444,17 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     t.bytes_until_sample.set(wait);
     record(ptr as usize, size as u64, lg, regs);
     count_allocated(allocated);
+}
+
+/// First thing on the slow path of `malloc`/`calloc`, before the real call. In exact mode the
+/// countdown is back at zero at once: the fast path left it below zero, which no later
+/// request reaches (the comparison is unsigned), so a signal handler allocating while the real
+/// malloc runs would not be recorded.
+#[inline(always)]
+pub fn slow_entry() {
+    if HOT.lg_sample.load(Ordering::Relaxed) == 0 {
+        thread::current().bytes_until_sample.set(0);
+    }
 }
 
 /// The id of a walked stack: the thread's last one when the walk found the same frames (a
@@ -470,6 +513,24 @@ fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
             }
         }
     }
+}
+
+/// Exact mode, an allocation by a signal handler that interrupted this thread inside the
+/// profiler: recorded like any other, with a small walk (the interrupted code may be using
+/// the thread's memo); a shard the interrupted code holds gets the insertion queued.
+#[cold]
+#[inline(never)]
+fn record_nested(addr: usize, size: u64, regs: unwind::Regs) {
+    let size = size.min((1 << 40) - 1);
+    let Some(id) = walk_small(regs, &HEAP, false) else {
+        return;
+    };
+    if id == 0 || id > MAX_STACK_ID {
+        return;
+    }
+    let (objs, bytes) = sampler::weight(size, 0);
+    HEAP.add(id, objs, bytes);
+    let _ = LIVE.insert(addr, Block { stack: id, size });
 }
 
 /// A sample's walk with room to spare: memorized, up to `prof_max_depth` frames.

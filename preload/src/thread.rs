@@ -51,7 +51,9 @@ pub struct ThreadState {
     pub memo: UnsafeCell<Memo>,
     /// Entries of `deferred` in use (`defer.rs`).
     pub deferred_len: AtomicU32,
-    pub _pad: u32,
+    /// Non-zero while the profiler calls code that allocates on its own behalf (libc's timer
+    /// thread set-up): allocations then are the profiler's, never the program's.
+    pub internal: Cell<u32>,
     pub deferred: UnsafeCell<[Deferred; crate::defer::CAPACITY]>,
 }
 
@@ -110,7 +112,7 @@ pub fn charge_countdown(bytes: usize) -> bool {
     let t = current();
     let left = t.bytes_until_sample.get();
     t.bytes_until_sample.set(left.wrapping_sub(bytes as i64));
-    bytes as u64 >= left as u64
+    bytes as u64 >= left as u64 || left < 0
 }
 
 /// Marks the thread busy for the lifetime of the guard, so that allocations made by code

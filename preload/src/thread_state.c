@@ -28,7 +28,7 @@ struct jeprof_thread_state {
         uint64_t words[64][2];
     } memo;
     uint32_t deferred_len;      /* changes queued for a lock this thread re-entered */
-    uint32_t pad;
+    uint32_t internal;          /* the profiler allocates on its own behalf */
     struct {                    /* see src/defer.rs */
         uint64_t key;
         uint32_t kind, extra;

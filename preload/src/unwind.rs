@@ -270,8 +270,12 @@ pub fn backtrace_from<'a>(
         reads.complete = false;
         sink.len = 0;
         sink.skipping = true;
+        // libgcc may allocate (its FDE tables): those blocks are the profiler's.
+        let t = crate::thread::current();
+        t.internal.set(t.internal.get() + 1);
         // SAFETY: `on_frame` matches the callback ABI and only touches `sink` through `arg`.
         unsafe { _Unwind_Backtrace(on_frame, (&mut sink as *mut Sink<'_>).cast()) };
+        t.internal.set(t.internal.get() - 1);
     }
     let mut n = sink.len;
     if n == 0 {

@@ -223,6 +223,21 @@ fn signal_handler_reentry_with_second_thread() {
     sigalrm("thread");
 }
 
+/// Finding 1, exact counts: a handler that keeps what it allocates. Exact mode must show every
+/// block, also those allocated while the interrupted code was inside the profiler (recorded
+/// through the re-entrant path) or between a fast path's charge and its slow path.
+#[test]
+fn signal_handler_allocations_are_exact() {
+    let dir = TempDir::new("handler-leak");
+    let bin = build("robust_handler_leak", &dir, &[]);
+    control(&bin, &[], 0);
+    let out = profiled(&bin, &[], &Mode::Exact.conf(&dir, ""));
+    out.expect_success();
+    let n: i64 = out.value("handler_leaks").parse().unwrap();
+    assert!(n > 100, "the handler ran {n} times: {}", out.report());
+    expect_exact(&dir, &out, &[("handler_leak", 64 * n, n)]);
+}
+
 // ---- 2. fork handlers that allocate -----------------------------------------------------------
 
 fn fork_handlers(who: &str) {
