@@ -206,6 +206,7 @@ impl Table {
     }
 
     /// Makes room for one more entry; false if memory ran out.
+    #[inline(always)]
     fn reserve(&mut self) -> bool {
         (self.len as usize + 1) * 4 <= self.buckets() * WAYS * 3 || self.grow()
     }
@@ -271,6 +272,7 @@ impl Table {
     }
 
     /// Removes `key` and returns its value. Almost always one bucket: the home one.
+    #[inline(always)]
     fn take(&mut self, key: u64) -> Option<u64> {
         let bmask = self.bmask as usize;
         let start = home(hash(key as usize), bmask);
@@ -457,6 +459,7 @@ impl LiveTable {
         Inserted::Done
     }
 
+    #[inline(always)]
     fn put(&self, d: &mut ShardData, addr: usize, val: u64, every: bool) -> bool {
         let ok = d.table.reserve();
         if ok {
@@ -471,6 +474,7 @@ impl LiveTable {
         ok
     }
 
+    #[inline(always)]
     fn take(&self, d: &mut ShardData, addr: usize, every: bool) -> Option<Block> {
         let r = d.table.take(addr as u64).map(unpack);
         if r.is_some() && !every {
@@ -480,6 +484,8 @@ impl LiveTable {
     }
 
     /// Applies the changes this thread queued for shard `key` while it held it (`defer.rs`).
+    #[cold]
+    #[inline(never)]
     fn apply_deferred(&self, key: usize, d: &mut ShardData) {
         let every = self.every.load(Ordering::Relaxed);
         defer::drain(key, |e| match e.kind {

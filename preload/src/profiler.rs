@@ -86,7 +86,7 @@ static HOT: Hot = Hot {
 
 /// Bytes a thread allocates between two looks at `HOT.sampling` while sampling is off.
 const DORMANT_RECHECK: i64 = 1 << 20;
-/// When sampling was last switched on (wall clock, seconds and microseconds; 0: at start-up).
+/// When sampling was last switched on (wall clock, microseconds; 0: at start-up).
 static SAMPLING_SINCE: AtomicU64 = AtomicU64::new(0);
 
 /// The program unloaded an object: other code, with other unwind rules, may be loaded at its
@@ -233,7 +233,12 @@ extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut c_vo
     match control {
         Some(crate::config::CONTROL_START) => {
             if !HOT.sampling.swap(true, Ordering::AcqRel) {
-                SAMPLING_SINCE.store(1, Ordering::Relaxed); // stamped by the next sample
+                // clock_gettime is async-signal-safe (vDSO, no lock).
+                let (sec, nsec) = sys::now_realtime();
+                SAMPLING_SINCE.store(
+                    sec as u64 * 1_000_000 + nsec as u64 / 1000,
+                    Ordering::Relaxed,
+                );
             }
             // `jeprof-rs start` signals every thread: each starts at its next allocation.
             let t = thread::current();
@@ -386,11 +391,6 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
         serve_dump_request();
         return;
     }
-    if SAMPLING_SINCE.load(Ordering::Relaxed) == 1 {
-        let (sec, nsec) = sys::now_realtime();
-        let stamp = (sec as u64) * 1_000_000 + (nsec as u64) / 1000;
-        let _ = SAMPLING_SINCE.compare_exchange(1, stamp, Ordering::Relaxed, Ordering::Relaxed);
-    }
     if ptr.is_null() {
         // A failed request allocated nothing: undo its charge. (A size that wraps, like
         // malloc(SIZE_MAX - 100), comes here too instead of raising the countdown. Exact
@@ -485,10 +485,17 @@ const SMALL_DEPTH: usize = 24;
 
 fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     let size = size.min((1 << 40) - 1);
-    let id = if unwind::stack_room(regs.sp) >= FULL_WALK_ROOM {
-        walk_full(regs)
-    } else {
-        walk_small(regs, &HEAP, false).unwrap_or(0)
+    let t = thread::current();
+    // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
+    // `Busy`; a nested sample never touches the memo), so no other reference to it exists
+    // while this one lives.
+    let memo = unsafe { &mut *t.memo.get() };
+    let generation = HOT.unloads.load(Ordering::Acquire);
+    // A repeated walk needs no buffer: look it up before deciding how much stack to use.
+    let id = match memo.repeat(regs, generation) {
+        Some(id) => id,
+        None if unwind::stack_room(regs.sp) >= FULL_WALK_ROOM => walk_full(regs, memo, generation),
+        None => walk_small(regs, &HEAP, false).unwrap_or(0),
     };
     if id == 0 || id > MAX_STACK_ID {
         return;
@@ -535,15 +542,8 @@ fn record_nested(addr: usize, size: u64, regs: unwind::Regs) {
 
 /// A sample's walk with room to spare: memorized, up to `prof_max_depth` frames.
 #[inline(never)]
-fn walk_full(regs: unwind::Regs) -> u32 {
+fn walk_full(regs: unwind::Regs, memo: &mut crate::memo::Memo, generation: u32) -> u32 {
     let t = thread::current();
-    // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
-    // `Busy`), so no other reference to it exists while this one lives.
-    let memo = unsafe { &mut *t.memo.get() };
-    let generation = HOT.unloads.load(Ordering::Acquire);
-    if let Some(id) = memo.repeat(regs, generation) {
-        return id;
-    }
     let mut buf = [MaybeUninit::<usize>::uninit(); MAX_DEPTH_LIMIT];
     let mut log = unwind::read_log();
     let mut reads = unwind::Reads::new(&mut log);

@@ -170,7 +170,26 @@ impl<T> SpinLock<T> {
     ///
     /// # Safety
     /// `me` owns the lock.
-    unsafe fn release(&self, me: usize, mut drain: Option<impl FnMut(usize, &mut T)>) {
+    #[inline(always)]
+    unsafe fn release(&self, me: usize, drain: Option<impl FnMut(usize, &mut T)>) {
+        if self
+            .word
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        // SAFETY: as for `release`.
+        unsafe { self.release_pending(me, drain) }
+    }
+
+    /// `release` when changes are pending.
+    ///
+    /// # Safety
+    /// `me` owns the lock.
+    #[cold]
+    #[inline(never)]
+    unsafe fn release_pending(&self, me: usize, mut drain: Option<impl FnMut(usize, &mut T)>) {
         while self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
