@@ -4,7 +4,8 @@
 //! A signal handler that frees a sampled block can interrupt its own thread inside
 //! `LiveTable::remove`, holding that block's shard lock; a `pthread_atfork` handler runs while
 //! the fork protocol holds every lock. Waiting would never end, and skipping the change would
-//! leave a freed block in the table. So the change is queued here, in the thread's own state,
+//! leave a freed block in the table. So the change is queued here, in the thread's own state
+//! (its slot of `cold.rs`),
 //! the lock is flagged (`SpinLock::mark_pending`), and the interrupted owner applies the queue
 //! before its release goes through (`sync.rs`). Only the thread itself (its code and its
 //! signal handlers, which run to completion in between its instructions) touches its queue.
@@ -15,7 +16,7 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::thread::{self, Deferred};
+use crate::thread::Deferred;
 
 pub const CAPACITY: usize = 16;
 
@@ -27,7 +28,9 @@ pub const UNMAP: u32 = 4;
 
 /// Queues a change for the lock `key`. False when the queue is full.
 pub fn push(key: usize, kind: u32, extra: u32, a: usize, b: u64) -> bool {
-    let t = thread::current();
+    let Some(t) = crate::cold::current() else {
+        return false;
+    };
     // SAFETY: only this thread touches its queue, and a signal handler that interrupts it runs
     // to completion before the interrupted code continues (see the module doc).
     let q = unsafe { &mut *t.deferred.get() };
@@ -61,7 +64,9 @@ pub fn push(key: usize, kind: u32, extra: u32, a: usize, b: u64) -> bool {
 /// Cancels the last queued removal of `a` under `key` (a `realloc` whose removal was queued
 /// failed: the block is still live). True if one was found.
 pub fn cancel_remove(key: usize, a: usize) -> bool {
-    let t = thread::current();
+    let Some(t) = crate::cold::current() else {
+        return false;
+    };
     // SAFETY: as in `push`.
     let q = unsafe { &mut *t.deferred.get() };
     let len = t.deferred_len.load(Ordering::Relaxed) as usize;
@@ -81,7 +86,9 @@ pub fn cancel_remove(key: usize, a: usize) -> bool {
 /// Applies, in order, every change queued for `key` (the caller holds that lock), then
 /// empties the queue if nothing is left in it.
 pub fn drain(key: usize, mut apply: impl FnMut(&Deferred)) {
-    let t = thread::current();
+    let Some(t) = crate::cold::current() else {
+        return;
+    };
     let mut i = 0;
     loop {
         // Re-read each time: a handler may queue more while we apply.
@@ -142,7 +149,10 @@ mod tests {
         drain(0x2000, |e| other.push((e.kind, e.extra, e.a, e.b)));
         assert_eq!(other, [(MAP, 3, 0xc000, 0xd000)]);
         assert_eq!(
-            thread::current().deferred_len.load(Ordering::Relaxed),
+            crate::cold::current()
+                .unwrap()
+                .deferred_len
+                .load(Ordering::Relaxed),
             0,
             "an all-done queue is emptied"
         );

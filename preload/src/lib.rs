@@ -20,7 +20,9 @@
 //! - `sys`, `fmt`, `sync`, `defer`: OS calls, allocation-free formatting, a spin lock that
 //!   knows its owner, and the changes a re-entrant call queues for that owner.
 
+pub mod attach;
 pub mod cfi;
+pub mod cold;
 pub mod config;
 pub mod defer;
 pub mod dump;
@@ -42,7 +44,34 @@ pub mod unwind;
 #[cfg_attr(test, allow(dead_code))]
 /// Library constructor: resolve the real functions and start profiling before `main`.
 extern "C" fn on_load() {
-    profiler::init();
+    // Preloaded: start now. Loaded later with dlopen (attached to a running process): wait for
+    // `Agent_OnAttach` and its options; nothing is interposed by name then.
+    if preloaded() {
+        profiler::init();
+    }
+}
+
+/// Whether this library was loaded through `LD_PRELOAD` (its file name is in the variable).
+fn preloaded() -> bool {
+    sys::getenv(c"LD_PRELOAD").is_some_and(|v| v.windows(18).any(|w| w == b"libjeprof_preload"))
+}
+
+/// The JVMTI entry point HotSpot calls after loading this library into a running JVM (dynamic
+/// attach, `load`): starts profiling with `options` (`JEPROF_CONF` syntax) and patches every
+/// loaded object's import slots (`attach.rs`). Returns 0, or `attach::ALREADY_PROFILED` /
+/// `attach::CANNOT_START`. Calls nothing of JVMTI or JNI.
+///
+/// # Safety
+/// Called by the JVM with a NUL-terminated `options` string or null.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn Agent_OnAttach(
+    _vm: *mut core::ffi::c_void,
+    options: *const core::ffi::c_char,
+    _reserved: *mut core::ffi::c_void,
+) -> core::ffi::c_int {
+    // SAFETY: the JVM's options string, per this function's contract.
+    unsafe { attach::on_attach(options) }
 }
 
 #[cfg_attr(test, allow(dead_code))]

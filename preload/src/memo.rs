@@ -9,8 +9,8 @@
 //! independent load and compare per word, which the CPU overlaps. Any difference (another
 //! caller, another depth, a changed frame) falls back to the walk, which logs a new memo.
 //!
-//! The memo lives in the thread's TLS block (`thread.rs`), written only by its own thread with
-//! the reentrancy guard held; a new thread starts with an empty one (TLS is zero-filled).
+//! The memo lives in the thread's slot of `cold.rs`, written only by its own thread with the
+//! reentrancy guard held; a thread starts with an empty one (`Memo::EMPTY`).
 
 use crate::unwind::{MAX_READS, Reads, Regs};
 
@@ -29,11 +29,19 @@ pub struct Memo {
     words: [(usize, usize); MAX_READS],
 }
 
-/// Size of `Memo`, which `thread_state.c` reserves (checked there and here).
-pub const MEMO_BYTES: usize = 40 + 16 * MAX_READS;
-const _: () = assert!(core::mem::size_of::<Memo>() == MEMO_BYTES);
-
 impl Memo {
+    /// No walk memorized.
+    pub const EMPTY: Memo = Memo {
+        pc: 0,
+        sp: 0,
+        bp: 0,
+        id: 0,
+        bp_used: 0,
+        n: 0,
+        generation: 0,
+        words: [(0, 0); MAX_READS],
+    };
+
     /// The stack id of the memorized walk if a walk from `regs` would repeat it.
     #[inline]
     pub fn repeat(&self, regs: Regs, generation: u32) -> Option<u32> {

@@ -145,9 +145,38 @@ static OWN_PID: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::n
 
 /// One-time start-up, from the library constructor (or the first hook before it).
 pub fn init() {
-    static STARTED: AtomicBool = AtomicBool::new(false);
+    let conf = sys::getenv(c"JEPROF_CONF");
+    start(conf, false);
+}
+
+/// Set once profiling has been started (or refused) in this process.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Starts profiling in a running process the library was loaded into (`attach.rs`), with
+/// `conf` in `JEPROF_CONF` syntax. Err when it was started already (preloaded, or attached
+/// before), or could not start (the reason was said on stderr).
+pub fn init_attached(conf: &[u8]) -> Result<(), AttachRefusal> {
+    if STARTED.load(Ordering::Acquire) {
+        return Err(AttachRefusal::Already);
+    }
+    real::set_attached();
+    if start(Some(conf), true) {
+        Ok(())
+    } else {
+        Err(AttachRefusal::Failed)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachRefusal {
+    Already,
+    Failed,
+}
+
+/// One-time start-up with `conf` (`JEPROF_CONF` syntax). True when profiling is on.
+fn start(conf: Option<&[u8]>, attached: bool) -> bool {
     if STARTED.swap(true, Ordering::AcqRel) {
-        return;
+        return false;
     }
     let resolved = real::resolve_all();
     if !real::FREE.get().is_null() {
@@ -157,21 +186,26 @@ pub fn init() {
         sys::say(&[
             b"cannot find the real malloc/free (dlsym RTLD_NEXT failed); profiling disabled",
         ]);
-        return;
+        return false;
     }
     let _busy = Busy::enter();
     if sys::is_secure() {
-        return; // setuid/setgid: stay passive, write nothing
+        return false; // setuid/setgid: stay passive, write nothing
     }
     // SAFETY: single-threaded start-up, before HOT.active is published (see ConfigCell).
     let cfg = unsafe { &mut *CONFIG.0.get() };
-    if let Some(text) = sys::getenv(c"JEPROF_CONF") {
+    if let Some(text) = conf {
+        let what: &[u8] = if attached {
+            b"agent options"
+        } else {
+            b"JEPROF_CONF"
+        };
         cfg.apply(text, &mut |entry, why| {
-            sys::say(&[b"JEPROF_CONF: ignoring '", entry, b"': ", why.as_bytes()]);
+            sys::say(&[what, b": ignoring '", entry, b"': ", why.as_bytes()]);
         });
     }
     if !cfg.enabled {
-        return;
+        return false;
     }
     // Address space only; pages become resident as stacks are added.
     if !HEAP.init(1 << 18, 1 << 24) || !MAPPED.init(1 << 14, 1 << 21) {
@@ -179,7 +213,7 @@ pub fn init() {
         HEAP.release();
         MAPPED.release();
         sys::say(&[b"cannot reserve memory for the stack tables; profiling disabled"]);
-        return;
+        return false;
     }
     unwind::init(cfg.libgcc_unwinder);
     unwind::init_stacks(&mut [0u8; 4096]);
@@ -200,8 +234,17 @@ pub fn init() {
     }
     // SAFETY: registering plain extern "C" functions; they take only our own locks.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    if attached {
+        // Samples cover only the time since the attach; dumps say so.
+        let (sec, nsec) = sys::now_realtime();
+        SAMPLING_SINCE.store(
+            sec as u64 * 1_000_000 + nsec as u64 / 1000,
+            Ordering::Relaxed,
+        );
+    }
     HOT.active.store(true, Ordering::Release);
     start_triggers();
+    true
 }
 
 // ---- dumps on a timer and on demand ----------------------------------------------------------
@@ -485,16 +528,20 @@ const SMALL_DEPTH: usize = 24;
 
 fn record(addr: usize, size: u64, lg: u32, regs: unwind::Regs) {
     let size = size.min((1 << 40) - 1);
-    let t = thread::current();
     // SAFETY: this thread's own memo, and the reentrancy guard is held (the caller entered
     // `Busy`; a nested sample never touches the memo), so no other reference to it exists
     // while this one lives.
-    let memo = unsafe { &mut *t.memo.get() };
+    let memo = crate::cold::current().map(|c| unsafe { &mut *c.memo.get() });
     let generation = HOT.unloads.load(Ordering::Acquire);
     // A repeated walk needs no buffer: look it up before deciding how much stack to use.
-    let id = match memo.repeat(regs, generation) {
-        Some(id) => id,
-        None if unwind::stack_room(regs.sp) >= FULL_WALK_ROOM => walk_full(regs, memo, generation),
+    let id = match memo {
+        Some(memo) => match memo.repeat(regs, generation) {
+            Some(id) => id,
+            None if unwind::stack_room(regs.sp) >= FULL_WALK_ROOM => {
+                walk_full(regs, memo, generation)
+            }
+            None => walk_small(regs, &HEAP, false).unwrap_or(0),
+        },
         None => walk_small(regs, &HEAP, false).unwrap_or(0),
     };
     if id == 0 || id > MAX_STACK_ID {

@@ -77,16 +77,32 @@ pub static MUNMAP: Slot = Slot::new();
 pub static MREMAP: Slot = Slot::new();
 pub static DLCLOSE: Slot = Slot::new();
 pub static EXIT: Slot = Slot::new();
+pub static DLOPEN: Slot = Slot::new();
 
 const UNRESOLVED: u8 = 0;
 const RESOLVING: u8 = 1;
 const RESOLVED: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNRESOLVED);
 
+/// Where the real functions are looked up: after us (`RTLD_NEXT`) when preloaded; in the
+/// global scope (`RTLD_DEFAULT`, which a library loaded with `dlopen` is not part of) when
+/// attached to a running process, whose own objects call through the slots we patch.
+static ATTACHED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Resolve in the global scope from now on (before `resolve_all`, when attaching).
+pub fn set_attached() {
+    ATTACHED.store(true, Ordering::Relaxed);
+}
+
 fn lookup(names: &[&CStr]) -> *mut c_void {
+    let handle = if ATTACHED.load(Ordering::Relaxed) {
+        libc::RTLD_DEFAULT
+    } else {
+        libc::RTLD_NEXT
+    };
     for name in names {
-        // SAFETY: RTLD_NEXT with a NUL-terminated name; dlsym has no other preconditions.
-        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+        // SAFETY: a pseudo-handle with a NUL-terminated name; dlsym has no other preconditions.
+        let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
         if !p.is_null() {
             return p;
         }
@@ -130,6 +146,7 @@ pub fn resolve_all() -> bool {
     set(&MREMAP, &[c"mremap"]);
     set(&DLCLOSE, &[c"dlclose"]);
     set(&EXIT, &[c"_exit"]);
+    set(&DLOPEN, &[c"dlopen"]);
     MALLOC_JUMP.set_if_found(MALLOC.get());
     CALLOC_JUMP.set_if_found(CALLOC.get());
     STATE.store(RESOLVED, Ordering::Release);

@@ -7,10 +7,7 @@
 //! Fields are `Cell`s: hooks can re-enter (the real allocator may call a hooked function), so
 //! the state is only ever reached through shared references.
 
-use core::cell::{Cell, UnsafeCell};
-use core::sync::atomic::AtomicU32;
-
-use crate::memo::{MEMO_BYTES, Memo};
+use core::cell::Cell;
 
 /// A change queued for the owner of a lock this thread re-entered (`defer.rs`).
 #[repr(C)]
@@ -47,20 +44,18 @@ pub struct ThreadState {
     pub last_frame0: Cell<usize>,
     pub last_depth: Cell<u32>,
     pub last_stack: Cell<u32>,
-    /// The last walk (`memo.rs`); only this thread, under its reentrancy guard, touches it.
-    pub memo: UnsafeCell<Memo>,
-    /// Entries of `deferred` in use (`defer.rs`).
-    pub deferred_len: AtomicU32,
     /// Non-zero while the profiler calls code that allocates on its own behalf (libc's timer
-    /// thread set-up): allocations then are the profiler's, never the program's.
+    /// thread set-up, libgcc's unwinder): allocations then are the profiler's.
     pub internal: Cell<u32>,
-    pub deferred: UnsafeCell<[Deferred; crate::defer::CAPACITY]>,
+    pub _pad: u32,
+    /// The thread's slot of the cold state (memo, deferred changes), claimed on first use
+    /// (`cold.rs`); null until then.
+    pub cold: Cell<*mut crate::cold::Cold>,
 }
 
-/// `thread_state.c` checks the same size on its side.
-const _: () = assert!(
-    core::mem::size_of::<ThreadState>() == 64 + MEMO_BYTES + 8 + 32 * crate::defer::CAPACITY
-);
+/// `thread_state.c` checks the same size on its side: small, so that the library can also be
+/// loaded with `dlopen` (glibc's static TLS surplus for such libraries is small).
+const _: () = assert!(core::mem::size_of::<ThreadState>() == 80);
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe extern "C" {

@@ -21,23 +21,12 @@ struct jeprof_thread_state {
     uint64_t last_frame0;       /* the last stack this thread interned: innermost frame, */
     uint32_t last_depth;        /* depth */
     uint32_t last_stack;        /* and id (0 = none) */
-    struct {                    /* the last walk, see src/memo.rs */
-        uint64_t pc, sp, bp;
-        uint32_t id, bp_used;
-        uint32_t n, generation;
-        uint64_t words[64][2];
-    } memo;
-    uint32_t deferred_len;      /* changes queued for a lock this thread re-entered */
     uint32_t internal;          /* the profiler allocates on its own behalf */
-    struct {                    /* see src/defer.rs */
-        uint64_t key;
-        uint32_t kind, extra;
-        uint64_t a, b;
-    } deferred[16];
+    uint32_t pad;
+    void *cold;                 /* memo and deferred changes, see src/cold.rs */
 };
 
-_Static_assert(sizeof(struct jeprof_thread_state) == 64 + 40 + 16 * 64 + 8 + 32 * 16,
-               "must match ThreadState in src/thread.rs");
+_Static_assert(sizeof(struct jeprof_thread_state) == 80, "must match ThreadState in src/thread.rs");
 
 /* Global but hidden: the Rust side reads it with an inline initial-exec access on x86-64. */
 __attribute__((visibility("hidden"))) __thread struct jeprof_thread_state jeprof_tls
