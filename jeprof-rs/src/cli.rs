@@ -47,6 +47,10 @@ pub enum Command {
     /// Run a command under the profiler and report what it left allocated.
     Run(RunArgs),
     /// Ask a running process (profiled by libjeprof_preload.so) to write a dump now.
+    ///
+    /// Sends nothing unless the process exists, is not a zombie, may be signalled and read by
+    /// this user, has libjeprof_preload.so mapped, and catches the dump signal; otherwise one
+    /// line says what is missing and the exit status is 1.
     Dump(DumpArgs),
 }
 
@@ -232,9 +236,10 @@ pub struct RunArgs {
 pub struct DumpArgs {
     /// Process to signal.
     pub pid: i32,
-    /// Signal number the preload listens on (its `prof_signal` key; 41 = SIGRTMIN+7).
-    #[arg(long, default_value_t = 41, value_name = "N")]
-    pub signal: i32,
+    /// Signal number the preload listens on (default: the `prof_signal` of the process's
+    /// JEPROF_CONF when readable, else 41 = SIGRTMIN+7).
+    #[arg(long, value_name = "N")]
+    pub signal: Option<i32>,
 }
 
 /// Run a parsed command line. Returns the exit code.
@@ -499,14 +504,14 @@ pub fn cmd_trend(a: TrendArgs, out: &mut dyn Write) -> Result<i32, Error> {
 }
 
 pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let threads = crate::sys::signal_all_threads(a.pid, a.signal)
-        .map_err(|e| Error::Usage(format!("cannot signal pid {}: {e}", a.pid)))?;
+    let target = crate::target::Target::check(a.pid, a.signal)?;
+    let threads = target.signal_all_threads()?;
     write_out(
         out,
         &format!(
-            "sent signal {} to pid {} ({threads} threads); its profiler writes \
+            "sent signal {} to pid {} ({}, {threads} threads); its profiler writes \
              <prof_prefix>.{}.<seq>.m<n>.heap at the next allocation\n",
-            a.signal, a.pid, a.pid
+            target.signal, a.pid, target.name, a.pid
         ),
     )?;
     Ok(0)

@@ -107,6 +107,8 @@ pub enum Error {
     File { file: PathBuf, message: String },
     /// A bad command-line argument (e.g. a regex that does not compile).
     Usage(String),
+    /// A live process that a command refused to touch (see `target`), with the reason.
+    Target(String),
     /// The command of `run` could not be started.
     Spawn {
         command: String,
@@ -145,7 +147,7 @@ impl fmt::Display for Error {
             Self::Parse { file, error } => write!(f, "{}:{}", file.display(), error),
             Self::Io { file, what, error } => write!(f, "{}: {what}: {error}", file.display()),
             Self::File { file, message } => write!(f, "{}: {message}", file.display()),
-            Self::Usage(message) => f.write_str(message),
+            Self::Usage(message) | Self::Target(message) => f.write_str(message),
             Self::Spawn { command, error } => write!(f, "{command}: cannot run command: {error}"),
         }
     }
