@@ -266,9 +266,15 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, Error> {
         let existing = std::env::var("JAVA_TOOL_OPTIONS").ok();
         command.env("JAVA_TOOL_OPTIONS", java_tool_options(existing.as_deref()));
     }
-    let mut child = command.spawn().map_err(|error| Error::Spawn {
-        command: program.clone(),
-        error,
+    let mut child = command.spawn().map_err(|error| {
+        // A directory we created and nothing wrote to goes again (remove_dir keeps a full one).
+        if args.out.is_none() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Error::Spawn {
+            command: program.clone(),
+            error,
+        }
     })?;
     let pid = child.id();
     crate::sys::ignore_terminal_signals();

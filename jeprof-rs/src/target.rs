@@ -56,6 +56,8 @@ pub struct Status {
     pub sig_caught: u64,
     /// Real uid.
     pub uid: Option<u32>,
+    /// The process (thread group) this task belongs to.
+    pub tgid: Option<i32>,
 }
 
 impl Status {
@@ -71,6 +73,7 @@ impl Status {
                 "State" => s.state = value.chars().next().unwrap_or('?'),
                 "SigCgt" => s.sig_caught = u64::from_str_radix(value, 16).unwrap_or(0),
                 "Uid" => s.uid = value.split_whitespace().next().and_then(|u| u.parse().ok()),
+                "Tgid" => s.tgid = value.parse().ok(),
                 _ => {}
             }
         }
@@ -185,6 +188,22 @@ impl Target {
             },
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 return Err(refuse(pid, "", "does not exist"));
+            }
+            // pidfd_open refuses a thread that does not lead its thread group (EINVAL; ENOENT
+            // since Linux 6.9).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+                let tgid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|t| Status::parse(&t).tgid)
+                    .filter(|&t| t != pid);
+                return Err(match tgid {
+                    Some(t) => refuse(
+                        pid,
+                        "",
+                        format_args!("is a thread of process {t}, not a process; pass {t}"),
+                    ),
+                    None => refuse(pid, "", format_args!("cannot be opened: {e}")),
+                });
             }
             Err(e) => return Err(refuse(pid, "", format_args!("cannot be opened: {e}"))),
         };
@@ -412,5 +431,22 @@ mod tests {
             e.contains("does not have libjeprof_preload.so loaded"),
             "{e}"
         );
+        // A thread of it is not a process.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || rx.recv());
+        let tid = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse::<i32>().ok())
+            .find(|&t| t != me)
+            .unwrap();
+        let e = Target::check(tid, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "pid {tid} is a thread of process {me}, not a process; pass {me}; nothing sent"
+            )
+        );
+        tx.send(()).unwrap();
+        helper.join().unwrap().unwrap();
     }
 }
