@@ -351,7 +351,15 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, Error> {
             Measure::InuseSpace,
             By::Function,
         );
-        say(format!("\n{what} in use at exit ({}):\n", path.display()));
+        let when = match path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(DumpName::parse)
+        {
+            Some(d) if d.tag != "f" => "at its last dump",
+            _ => "at exit",
+        };
+        say(format!("\n{what} in use {when} ({}):\n", path.display()));
         say(top::to_text(&t, args.n, false));
         if what == "heap" {
             let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);

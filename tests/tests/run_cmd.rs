@@ -171,3 +171,27 @@ fn a_command_that_cannot_run_leaves_nothing_behind() {
         assert!(left.is_empty(), "{cmd}: left {left:?}");
     }
 }
+
+#[test]
+fn killed_after_interval_dumps_reports_the_last_one_as_such() {
+    let dir = TempDir::new("run-kill-interval");
+    let out = run(
+        &dir,
+        &["--interval", "1"],
+        &["sh", "-c", "sleep 2.5; kill -9 $$"],
+    );
+    out.expect_code(128 + 9);
+    assert!(
+        out.stdout.contains(
+            "jeprof-rs: sh was killed by SIGKILL: its last dump below is not a final one\n"
+        ),
+        "{}",
+        out.report()
+    );
+    assert!(
+        out.stdout.contains("\nheap in use at its last dump ("),
+        "{}",
+        out.report()
+    );
+    assert!(!out.stdout.contains("in use at exit"), "{}", out.report());
+}
