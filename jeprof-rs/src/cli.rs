@@ -670,14 +670,15 @@ fn trend_json(
 }
 
 pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let target = crate::target::Target::check(a.pid, a.signal)?;
-    let threads = target.signal_all_threads()?;
+    let target = crate::target::Target::check(a.pid)?;
+    let signal = target.dump_signal(a.signal)?;
+    let threads = target.signal_all_threads(signal)?;
     write_out(
         out,
         &format!(
             "sent signal {} to pid {} ({}, {threads} threads); its profiler writes \
              <prof_prefix>.{}.<seq>.m<n>.heap at the next allocation\n",
-            target.signal, a.pid, target.name, a.pid
+            signal, a.pid, target.name, a.pid
         ),
     )?;
     Ok(0)

@@ -3,12 +3,13 @@
 //! preload never reaches a process that would die of it.
 //!
 //! [`Target::check`] opens a pidfd first, then reads `/proc/<pid>`: the process exists and is
-//! not a zombie; we may signal it and read its maps; `libjeprof_preload.so` is mapped; the
-//! dump signal (`--signal N`, else `prof_signal:N` from the `JEPROF_CONF` of its
-//! `/proc/<pid>/environ`, else 41) is caught (its bit is set in `SigCgt` of
-//! `/proc/<pid>/status`). Then it asks the pidfd whether the process is still alive: if it is,
-//! everything read under `/proc/<pid>` was that process's (it held the pid the whole time), so
-//! a pid reused between the check and the signal is impossible. Signals go through the pidfd
+//! not a zombie; we may signal it and read its maps; `libjeprof_preload.so` is mapped.
+//! [`Target::dump_signal`] then picks the dump signal (`--signal N`, else `prof_signal:N` from
+//! the `JEPROF_CONF` of its `/proc/<pid>/environ`, else 41) and requires it to be caught (its
+//! bit set in `SigCgt` of `/proc/<pid>/status`). Before anything is sent, [`Target::confirm`]
+//! asks the pidfd whether the process is still alive: if it is, everything read under
+//! `/proc/<pid>` was that process's (it held the pid the whole time), so a pid reused between
+//! the check and the signal is impossible. Signals go through the pidfd
 //! (process-directed) and, to every other thread, by `tgkill`, each after the pidfd says the
 //! process still lives. On kernels without pidfds (< 5.3) the process's start time (field 22
 //! of `/proc/<pid>/stat`) read before and after stands in for the pidfd.
@@ -35,14 +36,17 @@ enum Identity {
     StartTime(u64),
 }
 
-/// A process that passed every check: it runs the preload and catches `signal`.
+/// A live process that runs the preload ([`Target::check`]). Commands that signal it ask
+/// [`Target::dump_signal`] which signal, then [`Target::signal_all_threads`].
 #[derive(Debug)]
 pub struct Target {
     pub pid: i32,
     /// Its `Name:` (the kernel's comm, at most 15 bytes).
     pub name: String,
-    /// The signal its preload listens on.
-    pub signal: i32,
+    /// Its `/proc/<pid>/status` when checked.
+    pub status: Status,
+    /// Its `JEPROF_CONF`, when its environment was readable and had one.
+    pub conf: Option<Conf>,
     identity: Identity,
 }
 
@@ -168,17 +172,11 @@ fn denied(e: &io::Error) -> bool {
 }
 
 impl Target {
-    /// Check `pid` as the module doc says. `signal`: `--signal N` when given.
-    pub fn check(pid: i32, signal: Option<i32>) -> Result<Target, Error> {
+    /// Check that `pid` is a live process we may signal and inspect, with the preload mapped
+    /// (the module doc says how).
+    pub fn check(pid: i32) -> Result<Target, Error> {
         if pid <= 0 {
             return Err(refuse(pid, "", "is not a process id (expected a pid > 0)"));
-        }
-        if let Some(n) = signal
-            && !(1..=64).contains(&n)
-        {
-            return Err(Error::Usage(format!(
-                "--signal {n}: expected a signal number 1..64; nothing sent to pid {pid}"
-            )));
         }
         let identity = match PidFd::open(pid) {
             Ok(fd) => Identity::PidFd(fd),
@@ -278,7 +276,29 @@ impl Target {
         let conf = std::fs::read(format!("/proc/{pid}/environ"))
             .ok()
             .and_then(|env| Conf::from_environ(&env));
-        let signal = match (signal, conf) {
+        let target = Target {
+            pid,
+            name: status.name.clone(),
+            status,
+            conf,
+            identity,
+        };
+        target.confirm()?;
+        Ok(target)
+    }
+
+    /// The signal that asks this process for a dump: `explicit` (`--signal N`), else the
+    /// `prof_signal` of its `JEPROF_CONF`, else 41; refused unless it has a handler there.
+    pub fn dump_signal(&self, explicit: Option<i32>) -> Result<i32, Error> {
+        let (pid, name, conf) = (self.pid, self.name.as_str(), self.conf);
+        if let Some(n) = explicit
+            && !(1..=64).contains(&n)
+        {
+            return Err(Error::Usage(format!(
+                "--signal {n}: expected a signal number 1..64; nothing sent to pid {pid}"
+            )));
+        }
+        let signal = match (explicit, conf) {
             (Some(n), _) => n,
             (None, Some(c)) if c.signal == 0 => {
                 return Err(refuse(
@@ -290,7 +310,7 @@ impl Target {
             (None, Some(c)) => c.signal,
             (None, None) => DEFAULT_SIGNAL,
         };
-        if !status.catches(signal) {
+        if !self.status.catches(signal) {
             let why = match conf {
                 Some(c) if !c.enabled => "profiling is off there (prof:false in its JEPROF_CONF)",
                 _ => {
@@ -306,17 +326,21 @@ impl Target {
                 ),
             ));
         }
-        let target = Target {
-            pid,
-            name: status.name.clone(),
-            signal,
-            identity,
-        };
-        // Everything above was read from /proc/<pid>; it was this process's if it still lives.
-        if !target.same_process() {
-            return Err(refuse(pid, name, "exited while it was being checked"));
+        Ok(signal)
+    }
+
+    /// Everything read from `/proc/<pid>` since the pidfd was opened was this process's if it
+    /// still lives now: an error if it does not.
+    pub fn confirm(&self) -> Result<(), Error> {
+        if self.same_process() {
+            Ok(())
+        } else {
+            Err(refuse(
+                self.pid,
+                &self.name,
+                "exited while it was being checked",
+            ))
         }
-        Ok(target)
     }
 
     /// Whether the process we checked is still alive under its pid.
@@ -327,21 +351,22 @@ impl Target {
         }
     }
 
-    /// Send the dump signal to the process and to each of its threads (the preload's handler
-    /// flags the thread it runs on, and whichever thread allocates next writes the dump).
-    /// Returns how many threads were signalled.
-    pub fn signal_all_threads(&self) -> Result<usize, Error> {
+    /// Send `signal` to the process and to each of its threads (the preload's handler flags
+    /// the thread it runs on, and whichever thread allocates next writes the dump), after
+    /// [`Target::confirm`]. Returns how many threads were signalled.
+    pub fn signal_all_threads(&self, signal: i32) -> Result<usize, Error> {
+        self.confirm()?;
         let sent = match &self.identity {
-            Identity::PidFd(fd) => fd.send(self.signal),
+            Identity::PidFd(fd) => fd.send(signal),
             Identity::StartTime(_) if self.same_process() => {
-                sys::tgkill(self.pid, self.pid, self.signal)
+                sys::tgkill(self.pid, self.pid, signal)
             }
             Identity::StartTime(_) => Err(io::Error::from_raw_os_error(libc::ESRCH)),
         };
         sent.map_err(|e| {
             Error::Target(format!(
-                "pid {} ({}): cannot send signal {}: {e}",
-                self.pid, self.name, self.signal
+                "pid {} ({}): cannot send signal {signal}: {e}",
+                self.pid, self.name
             ))
         })?;
         let mut n = 1;
@@ -356,7 +381,7 @@ impl Target {
                 if !self.same_process() {
                     break;
                 }
-                if sys::tgkill(self.pid, tid, self.signal).is_ok() {
+                if sys::tgkill(self.pid, tid, signal).is_ok() {
                     n += 1;
                 }
             }
@@ -420,13 +445,11 @@ mod tests {
 
     #[test]
     fn refuses_bad_pids_and_signals() {
-        assert!(matches!(Target::check(0, None), Err(Error::Target(_))));
-        assert!(matches!(Target::check(-3, None), Err(Error::Target(_))));
-        assert!(matches!(Target::check(1, Some(0)), Err(Error::Usage(_))));
-        assert!(matches!(Target::check(1, Some(65)), Err(Error::Usage(_))));
+        assert!(matches!(Target::check(0), Err(Error::Target(_))));
+        assert!(matches!(Target::check(-3), Err(Error::Target(_))));
         // Our own test process has no preload.
         let me = std::process::id() as i32;
-        let e = Target::check(me, None).unwrap_err().to_string();
+        let e = Target::check(me).unwrap_err().to_string();
         assert!(
             e.contains("does not have libjeprof_preload.so loaded"),
             "{e}"
@@ -439,7 +462,7 @@ mod tests {
             .filter_map(|e| e.unwrap().file_name().to_str()?.parse::<i32>().ok())
             .find(|&t| t != me)
             .unwrap();
-        let e = Target::check(tid, None).unwrap_err().to_string();
+        let e = Target::check(tid).unwrap_err().to_string();
         assert_eq!(
             e,
             format!(

@@ -127,6 +127,14 @@ fn a_signal_the_preload_does_not_catch_is_refused() {
             "pid {pid} (triggers) has libjeprof_preload.so loaded but does not catch signal 42"
         ),
     );
+    let o = dump(&[&pid.to_string(), "--signal", "65"]);
+    assert_eq!(o.code(), Some(1), "{}", o.report());
+    assert_eq!(
+        o.stderr,
+        format!(
+            "jeprof-rs: --signal 65: expected a signal number 1..64; nothing sent to pid {pid}\n"
+        )
+    );
     expect_unharmed(child, &dir);
 }
 
