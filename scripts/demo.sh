@@ -30,14 +30,15 @@ echo
 echo "== which library holds the memory (top --by library)"
 target/release/jeprof-rs top --by library -n 6 "$final"
 
-first=$(ls "$out"/dumps/jeprof.*.0.i0.heap 2>/dev/null | head -n 1 || true)
+pid=$(basename "$final" | cut -d. -f2)
+first=$(ls "$out"/dumps/jeprof."$pid".0.i0.heap 2>/dev/null | head -n 1 || true)
 if [ -n "$first" ]; then
     echo
     echo "== what grew between the first interval dump and the end (diff)"
     target/release/jeprof-rs diff -n 8 "$first" "$final"
 fi
 
-series=$(ls "$out"/dumps/jeprof.*.heap | grep -v mmap)  # trend orders them by time itself
+series=$(ls "$out"/dumps/jeprof."$pid".*.heap | grep -v mmap)  # trend orders them by time itself
 if [ "$(echo "$series" | wc -l)" -ge 3 ]; then
     echo
     echo "== sites whose in-use bytes keep growing across the series (trend)"

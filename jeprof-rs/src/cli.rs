@@ -39,14 +39,32 @@ pub enum Command {
     /// Flame graph SVG (differential with --base).
     Flame(FlameArgs),
     /// Sites by change from OLD to NEW, largest growth first.
+    ///
+    /// OLD and NEW must be of one kind (heap or mmap) and, unless --cross-process, of one
+    /// process (from their `# kind:`/`# pid:`/`# exe:` metadata, else their file names).
     Diff(DiffArgs),
     /// Gzipped profile.proto for pprof, Pyroscope, Parca.
     Pprof(PprofArgs),
-    /// Sites whose in-use bytes grow across a series of dumps.
+    /// Sites whose in-use bytes keep growing across a series of dumps.
+    ///
+    /// The dumps are grouped by process and kind (heap, mmap), from their `# pid:`, `# exe:`
+    /// and `# kind:` metadata, else their file names (`<prefix>.<pid>.<seq>.<tag>[.mmap].heap`),
+    /// and each group is ordered by `# time:` (else sequence number) and reported under its own
+    /// heading.
+    ///
+    /// A site is growing when its in-use bytes rose in at least 2/3 of the intervals (equal
+    /// counts as not rising), its last value exceeds its first by more than the larger of 1% of
+    /// the group's largest total and one sample period, and it never fell by more than half of
+    /// that growth. Growth is shown per hour only when the dumps span at least 10 minutes;
+    /// otherwise as the total growth and the span (`+12.0 MiB over 2.1 s`).
     Trend(TrendArgs),
     /// Run a command under the profiler and report what it left allocated.
     Run(RunArgs),
     /// Ask a running process (profiled by libjeprof_preload.so) to write a dump now.
+    ///
+    /// Sends nothing unless the process exists, is not a zombie, may be signalled and read by
+    /// this user, has libjeprof_preload.so mapped, and catches the dump signal; otherwise one
+    /// line says what is missing and the exit status is 1.
     Dump(DumpArgs),
 }
 
@@ -161,6 +179,10 @@ pub struct DiffArgs {
     pub old: PathBuf,
     /// Newer profile.
     pub new: PathBuf,
+    /// Allow OLD and NEW to come from different processes (e.g. two runs of one program).
+    /// Dumps of different kinds (heap and mmap) are never compared.
+    #[arg(long)]
+    pub cross_process: bool,
     #[command(flatten)]
     pub measure: MeasureArgs,
     #[command(flatten)]
@@ -182,11 +204,18 @@ pub struct PprofArgs {
 
 #[derive(Args, Debug)]
 pub struct TrendArgs {
-    /// Dumps of one process (ordered by their `# time:` metadata, else by sequence number).
+    /// Dumps (grouped by process and kind, each group ordered by `# time:`, else by sequence
+    /// number).
     #[arg(required = true, num_args = 2..)]
     pub dumps: Vec<PathBuf>,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Print JSON: one object per group: {"pid", "exe", "kind", "dumps", "span_seconds",
+    /// "intervals", "threshold_bytes", "sites_seen", "growing": [{"name", "library",
+    /// "first_bytes", "last_bytes", "growth_bytes", "growth_bytes_per_hour" (null under 10
+    /// minutes), "rises", "series_bytes"}]}, in an array.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub rows: RowsArgs,
 }
@@ -232,9 +261,10 @@ pub struct RunArgs {
 pub struct DumpArgs {
     /// Process to signal.
     pub pid: i32,
-    /// Signal number the preload listens on (its `prof_signal` key; 41 = SIGRTMIN+7).
-    #[arg(long, default_value_t = 41, value_name = "N")]
-    pub signal: i32,
+    /// Signal number the preload listens on (default: the `prof_signal` of the process's
+    /// JEPROF_CONF when readable, else 41 = SIGRTMIN+7).
+    #[arg(long, value_name = "N")]
+    pub signal: Option<i32>,
 }
 
 /// Run a parsed command line. Returns the exit code.
@@ -416,6 +446,28 @@ pub fn cmd_flame(a: FlameArgs, out: &mut dyn Write) -> Result<i32, Error> {
 pub fn cmd_diff(a: DiffArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let filter = Filter::new(a.select.focus.as_deref(), a.select.ignore.as_deref())?;
     let loaded = load(&[a.old.as_path(), a.new.as_path()], &a.select)?;
+    let old = Origin::of(&loaded.profiles[0], &a.old);
+    let new = Origin::of(&loaded.profiles[1], &a.new);
+    if old.kind != new.kind {
+        return Err(Error::Usage(format!(
+            "diff: {} is a {} dump and {} a {} dump; compare two dumps of one kind",
+            a.old.display(),
+            old.kind,
+            a.new.display(),
+            new.kind
+        )));
+    }
+    let other = old.pid.is_some() && new.pid.is_some() && old.pid != new.pid
+        || old.exe.is_some() && new.exe.is_some() && old.exe != new.exe;
+    if other && !a.cross_process {
+        return Err(Error::Usage(format!(
+            "diff: {} is from {} and {} from {}; pass --cross-process to compare two processes",
+            a.old.display(),
+            old.process(),
+            a.new.display(),
+            new.process()
+        )));
+    }
     let measure = a.measure.measure();
     let rows = diff::compute(
         &loaded.analysis.tables,
@@ -446,67 +498,187 @@ pub fn cmd_pprof(a: PprofArgs, out: &mut dyn Write) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// Where a dump comes from: its process and its kind, from its metadata (`# pid:`, `# exe:`,
+/// `# kind:`), else from its file name (`<prefix>.<pid>.<seq>.<tag>[.mmap].heap`; jemalloc's
+/// and gperftools' dumps have no metadata).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    pub pid: Option<u32>,
+    pub exe: Option<String>,
+    /// `heap` or `mmap`.
+    pub kind: String,
+}
+
+impl Origin {
+    pub fn of(profile: &Profile, path: &Path) -> Origin {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(DumpName::parse);
+        let kind = match profile.metadata.get("kind").map(|k| k.trim()) {
+            Some(k) if !k.is_empty() => k.to_string(),
+            _ if name.as_ref().is_some_and(|n| n.mmap) => "mmap".to_string(),
+            _ => "heap".to_string(),
+        };
+        Origin {
+            pid: profile.pid().or(name.map(|n| n.pid)),
+            exe: profile
+                .metadata
+                .get("exe")
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty()),
+            kind,
+        }
+    }
+
+    /// `pid 1234 (/usr/bin/app)`, `pid 1234`, `an unknown process`.
+    pub fn process(&self) -> String {
+        match (self.pid, &self.exe) {
+            (Some(p), Some(e)) => format!("pid {p} ({e})"),
+            (Some(p), None) => format!("pid {p}"),
+            (None, Some(e)) => format!("an unknown pid ({e})"),
+            (None, None) => "an unknown process".to_string(),
+        }
+    }
+}
+
+/// Sequence number from the file name, when it follows the naming convention.
+fn seq_of(path: &Path) -> Option<u64> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(DumpName::parse)
+        .map(|d| d.seq)
+}
+
+/// Indices of `paths` grouped by origin (sorted), each group in time order: by `# time:` when
+/// every dump of the group has one, else by sequence number when every name has one, else as
+/// given.
+pub fn series(profiles: &[Profile], paths: &[&Path]) -> Vec<(Origin, Vec<usize>)> {
+    let mut groups: std::collections::BTreeMap<Origin, Vec<usize>> = Default::default();
+    for (i, (p, path)) in profiles.iter().zip(paths).enumerate() {
+        groups.entry(Origin::of(p, path)).or_default().push(i);
+    }
+    groups
+        .into_iter()
+        .map(|(origin, mut members)| {
+            let times: Option<Vec<f64>> = members.iter().map(|&i| profiles[i].time()).collect();
+            let seqs: Option<Vec<u64>> = members.iter().map(|&i| seq_of(paths[i])).collect();
+            let order: Vec<usize> = (0..members.len()).collect();
+            let mut order = order;
+            match (times, seqs) {
+                (Some(t), seqs) => order.sort_by(|&a, &b| {
+                    t[a].total_cmp(&t[b]).then_with(|| {
+                        seqs.as_ref()
+                            .map_or(std::cmp::Ordering::Equal, |s| s[a].cmp(&s[b]))
+                    })
+                }),
+                (None, Some(s)) => order.sort_by_key(|&a| s[a]),
+                (None, None) => {}
+            }
+            members = order.iter().map(|&k| members[k]).collect();
+            (origin, members)
+        })
+        .collect()
+}
+
 pub fn cmd_trend(a: TrendArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let filter = Filter::new(a.select.focus.as_deref(), a.select.ignore.as_deref())?;
     let paths: Vec<&Path> = a.dumps.iter().map(PathBuf::as_path).collect();
     let loaded = load(&paths, &a.select)?;
-    // Order: by `# time:` when every dump has one, else by sequence number, else as given.
-    let times: Option<Vec<f64>> = loaded.profiles.iter().map(Profile::time).collect();
-    let seqs: Option<Vec<f64>> = paths
-        .iter()
-        .map(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(DumpName::parse)
-                .map(|d| d.seq as f64)
-        })
-        .collect();
-    let per_hour = times.is_some();
-    let keys: Vec<f64> = times
-        .or(seqs)
-        .unwrap_or_else(|| (0..paths.len()).map(|i| i as f64).collect());
-    let mut order: Vec<usize> = (0..paths.len()).collect();
-    order.sort_by(|&x, &y| keys[x].total_cmp(&keys[y]));
     let stacks: Vec<Vec<Stack>> = (0..paths.len())
         .map(|i| selected(&loaded, i, &filter))
         .collect();
-    let points: Vec<trend::Point<'_>> = order
-        .iter()
-        .enumerate()
-        .map(|(step, &i)| trend::Point {
-            time: if per_hour { keys[i] } else { step as f64 },
-            stacks: &stacks[i],
-        })
-        .collect();
-    let rows = trend::compute(
-        &loaded.analysis.tables,
-        &points,
-        Measure::InuseSpace,
-        a.rows.by,
-    );
-    write_out(
-        out,
-        &trend::to_text(
-            &rows,
-            a.rows.n,
-            Measure::InuseSpace,
-            per_hour,
-            paths.len(),
-            a.rows.bytes,
-        ),
-    )?;
+    let measure = Measure::InuseSpace;
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for (origin, members) in series(&loaded.profiles, &paths) {
+        let points: Vec<trend::Point<'_>> = members
+            .iter()
+            .map(|&i| trend::Point {
+                time: loaded.profiles[i].time(),
+                period: loaded.profiles[i].period as f64,
+                stacks: &stacks[i],
+            })
+            .collect();
+        let t = trend::compute(&loaded.analysis.tables, &points, measure, a.rows.by);
+        if a.json {
+            json.push(trend_json(&origin, &members, &paths, &t, a.rows.n));
+            continue;
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let span = match t.span {
+            Some(s) => format!(" over {}", trend::duration(s)),
+            None => String::new(),
+        };
+        text.push_str(&format!(
+            "== {}, {} dumps: {}{span}\n",
+            origin.process(),
+            origin.kind,
+            members.len()
+        ));
+        if members.len() < 2 {
+            text.push_str("one dump: nothing to compare\n");
+            continue;
+        }
+        text.push_str(&t.to_text(a.rows.n, measure, a.rows.bytes));
+    }
+    if a.json {
+        text = serde_json::to_string(&json).map_err(|e| Error::Usage(format!("json: {e}")))?;
+        text.push('\n');
+    }
+    write_out(out, &text)?;
     Ok(0)
 }
 
+fn trend_json(
+    origin: &Origin,
+    members: &[usize],
+    paths: &[&Path],
+    t: &trend::Trend,
+    limit: usize,
+) -> serde_json::Value {
+    let sites: Vec<serde_json::Value> = t
+        .rows
+        .iter()
+        .take(limit)
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "library": r.library,
+                "first_bytes": r.first,
+                "last_bytes": r.last,
+                "growth_bytes": r.growth,
+                "growth_bytes_per_hour": t.per_hour(r.growth),
+                "rises": r.rises,
+                "series_bytes": r.series,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "pid": origin.pid,
+        "exe": origin.exe,
+        "kind": origin.kind,
+        "dumps": members.iter().map(|&i| paths[i].display().to_string()).collect::<Vec<_>>(),
+        "span_seconds": t.span,
+        "intervals": t.dumps.saturating_sub(1),
+        "threshold_bytes": t.threshold,
+        "sites_seen": t.sites,
+        "growing": sites,
+    })
+}
+
 pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let threads = crate::sys::signal_all_threads(a.pid, a.signal)
-        .map_err(|e| Error::Usage(format!("cannot signal pid {}: {e}", a.pid)))?;
+    let target = crate::target::Target::check(a.pid)?;
+    let signal = target.dump_signal(a.signal)?;
+    let threads = target.signal_all_threads(signal)?;
     write_out(
         out,
         &format!(
-            "sent signal {} to pid {} ({threads} threads); its profiler writes \
+            "sent signal {} to pid {} ({}, {threads} threads); its profiler writes \
              <prof_prefix>.{}.<seq>.m<n>.heap at the next allocation\n",
-            a.signal, a.pid, a.pid
+            signal, a.pid, target.name, a.pid
         ),
     )?;
     Ok(0)

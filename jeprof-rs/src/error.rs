@@ -107,6 +107,14 @@ pub enum Error {
     File { file: PathBuf, message: String },
     /// A bad command-line argument (e.g. a regex that does not compile).
     Usage(String),
+    /// A live process that a command refused to touch (see `target`), with the reason.
+    Target(String),
+    /// The command of `run` cannot run: not found (127) or not executable (126).
+    Command {
+        command: String,
+        message: &'static str,
+        code: i32,
+    },
     /// The command of `run` could not be started.
     Spawn {
         command: String,
@@ -134,6 +142,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Spawn { .. } => 127,
+            Self::Command { code, .. } => *code,
             _ => 1,
         }
     }
@@ -145,7 +154,10 @@ impl fmt::Display for Error {
             Self::Parse { file, error } => write!(f, "{}:{}", file.display(), error),
             Self::Io { file, what, error } => write!(f, "{}: {what}: {error}", file.display()),
             Self::File { file, message } => write!(f, "{}: {message}", file.display()),
-            Self::Usage(message) => f.write_str(message),
+            Self::Usage(message) | Self::Target(message) => f.write_str(message),
+            Self::Command {
+                command, message, ..
+            } => write!(f, "{command}: {message}"),
             Self::Spawn { command, error } => write!(f, "{command}: cannot run command: {error}"),
         }
     }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! `main.rs` is a thin shell over [`cli`]. The only `unsafe` lives in [`sys`] (memory-mapping
-//! object files and sending a signal); everything else is safe code.
+//! object files, pidfds and signals); everything else is safe code. [`target`] checks a live
+//! process before any command sends it anything.
 
 #![deny(unsafe_code)]
 
@@ -32,4 +33,5 @@ pub mod resolve;
 pub mod run;
 pub mod symbolize;
 pub mod sys;
+pub mod target;
 pub mod unsample;

@@ -9,7 +9,7 @@
 //! code is the command's (128 + signal when it was killed, 127 when it could not start).
 
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,7 +21,7 @@ use crate::profile::DumpName;
 use crate::report::top::{self, By};
 
 /// The preload's file name.
-pub const PRELOAD_NAME: &str = "libjeprof_preload.so";
+pub use crate::target::PRELOAD_NAME;
 
 /// `--preload`, else the library next to this executable.
 pub fn find_preload(explicit: Option<&Path>) -> Result<PathBuf, Error> {
@@ -129,7 +129,117 @@ pub fn pick(dumps: &[(DumpName, PathBuf)], pid: u32, mmap: bool) -> Option<&Path
         .map(|(_, p)| p)
 }
 
-pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
+/// Whether `path` is a regular file with an execute bit.
+fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The file `program` names, found the way a shell finds it: as given when it contains a
+/// `/`, else in the directories of `PATH`. Errors like a shell's: not found (127), found but
+/// not executable (126).
+pub fn resolve_command(program: &str) -> Result<PathBuf, Error> {
+    let not_runnable = |message: &'static str, code: i32| Error::Command {
+        command: program.to_string(),
+        message,
+        code,
+    };
+    if program.is_empty() {
+        return Err(not_runnable("command not found", 127));
+    }
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return match std::fs::metadata(&path) {
+            Err(_) => Err(not_runnable("no such file", 127)),
+            Ok(m) if m.is_dir() => Err(not_runnable("is a directory", 126)),
+            Ok(_) if !executable(&path) => {
+                Err(not_runnable("permission denied (not executable)", 126))
+            }
+            Ok(_) => Ok(path),
+        };
+    }
+    let path_var =
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut found_not_executable = false;
+    for dir in std::env::split_paths(&path_var) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+        found_not_executable |= candidate.is_file();
+    }
+    if found_not_executable {
+        Err(not_runnable("permission denied (not executable)", 126))
+    } else {
+        Err(not_runnable("command not found", 127))
+    }
+}
+
+/// `SIGKILL`, `SIGSEGV`, ..., `SIGRTMIN+7`; `signal N` for numbers without a name.
+pub fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    match signal {
+        1..=31 => format!("SIG{}", NAMES[signal as usize - 1]),
+        // glibc's SIGRTMIN is 34 (32 and 33 are NPTL's own).
+        34 => "SIGRTMIN".to_string(),
+        35..=64 => format!("SIGRTMIN+{}", signal - 34),
+        _ => format!("signal {signal}"),
+    }
+}
+
+/// Whether the ELF executable at `path` is statically linked: it has no `PT_INTERP`, so no
+/// dynamic loader runs and `LD_PRELOAD` is never read. `None` when it cannot be read or is not
+/// an ELF file (a script: its interpreter is what runs).
+pub fn statically_linked(path: &Path) -> Option<bool> {
+    use object::elf::{FileHeader64, PT_INTERP};
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let data = crate::sys::map_file(path).ok()?;
+    let data: &[u8] = &data;
+    let header = FileHeader64::<object::Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let headers = header.program_headers(endian, data).ok()?;
+    Some(!headers.iter().any(|h| h.p_type(endian) == PT_INTERP))
+}
+
+/// Why `program` (`path`) left no dump of its own, in one line.
+fn no_dump_reason(program: &str, path: &Path, signal: Option<i32>, pid: u32, dir: &Path) -> String {
+    if let Some(s) = signal {
+        return format!(
+            "jeprof-rs: {program} was killed by {} before it could write its final dump; \
+             use --interval SECS for long-running programs\n",
+            signal_name(s)
+        );
+    }
+    if statically_linked(path) == Some(true) {
+        return format!(
+            "jeprof-rs: {program} is statically linked: LD_PRELOAD cannot load into it, so \
+             nothing was profiled\n"
+        );
+    }
+    format!(
+        "jeprof-rs: no dump from pid {pid} in {}: {program} ended without writing one (it may \
+         have left through _exit, or the profiler did not start: see any `<jeprof>` line on its \
+         stderr)\n",
+        dir.display()
+    )
+}
+
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Error::Usage("run: no command given".into()))?;
+    // Before anything is created: a command that cannot run leaves no directory behind.
+    let path = resolve_command(program)?;
     let preload = find_preload(args.preload.as_deref())?;
     let dir = args.out.clone().unwrap_or_else(default_out_dir);
     std::fs::create_dir_all(&dir)
@@ -146,12 +256,9 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
         joined.push(&ld_preload);
         ld_preload = joined;
     }
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| Error::Usage("run: no command given".into()))?;
-    let mut command = Command::new(program);
+    let mut command = Command::new(&path);
     command
+        .arg0(program)
         .args(rest)
         .env("LD_PRELOAD", &ld_preload)
         .env("JEPROF_CONF", &conf);
@@ -159,9 +266,15 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
         let existing = std::env::var("JAVA_TOOL_OPTIONS").ok();
         command.env("JAVA_TOOL_OPTIONS", java_tool_options(existing.as_deref()));
     }
-    let mut child = command.spawn().map_err(|error| Error::Spawn {
-        command: program.clone(),
-        error,
+    let mut child = command.spawn().map_err(|error| {
+        // A directory we created and nothing wrote to goes again (remove_dir keeps a full one).
+        if args.out.is_none() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Error::Spawn {
+            command: program.clone(),
+            error,
+        }
     })?;
     let pid = child.id();
     crate::sys::ignore_terminal_signals();
@@ -178,9 +291,14 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
     };
 
     let dumps = list_dumps(&dir);
-    let mut err = std::io::stderr().lock();
+    // The report goes to our stdout (the command's own stdout and stderr were inherited).
+    let mut write_error = None;
     let mut say = |s: String| {
-        let _ = err.write_all(s.as_bytes());
+        if write_error.is_none()
+            && let Err(e) = out.write_all(s.as_bytes())
+        {
+            write_error = Some(e);
+        }
     };
     say(format!(
         "jeprof-rs: {program} (pid {pid}) exited with status {code}; dumps in {}\n",
@@ -209,13 +327,17 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
         ));
     }
     let Some(heap) = pick(&dumps, pid, false) else {
-        say(format!(
-            "jeprof-rs: no dump from pid {pid} in {} (did {} load? is the program statically linked?)\n",
-            dir.display(),
-            PRELOAD_NAME
-        ));
-        return Ok(code);
+        say(no_dump_reason(program, &path, status.signal(), pid, &dir));
+        return finish(code, write_error);
     };
+    if let Some(s) = status.signal()
+        && !heap.to_string_lossy().ends_with(".f.heap")
+    {
+        say(format!(
+            "jeprof-rs: {program} was killed by {}: its last dump below is not a final one\n",
+            signal_name(s)
+        ));
+    }
     let select = SelectArgs::default();
     let mut report = |path: &Path, what: &str| -> Result<(), Error> {
         let loaded = crate::cli::load(&[path], &select)?;
@@ -229,8 +351,16 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
             Measure::InuseSpace,
             By::Function,
         );
-        say(format!("\n{what} in use at exit ({}):\n", path.display()));
-        say(top::to_text(&t, args.n, args.exact));
+        let when = match path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(DumpName::parse)
+        {
+            Some(d) if d.tag != "f" => "at its last dump",
+            _ => "at exit",
+        };
+        say(format!("\n{what} in use {when} ({}):\n", path.display()));
+        say(top::to_text(&t, args.n, false));
         if what == "heap" {
             let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
             say(crate::report::memory::summary(&mem, t.total_bytes));
@@ -245,7 +375,15 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
     {
         eprintln!("jeprof-rs: {e}");
     }
-    Ok(code)
+    finish(code, write_error)
+}
+
+/// The command's exit code, unless the report could not be written.
+fn finish(code: i32, write_error: Option<std::io::Error>) -> Result<i32, Error> {
+    match write_error {
+        Some(e) => Err(Error::io(Path::new("<stdout>"), "cannot write", e)),
+        None => Ok(code),
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +398,34 @@ mod tests {
             java_tool_options(Some("-Xmx1g")),
             format!("-Xmx1g {JAVA_OPTS}")
         );
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(11), "SIGSEGV");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(41), "SIGRTMIN+7");
+        assert_eq!(signal_name(32), "signal 32");
+    }
+
+    #[test]
+    fn dynamic_and_not_elf() {
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(statically_linked(&me), Some(false));
+        assert_eq!(statically_linked(Path::new("/etc/passwd")), None);
+        assert_eq!(statically_linked(Path::new("/nonexistent")), None);
+    }
+
+    #[test]
+    fn commands_resolve_like_a_shell() {
+        assert!(resolve_command("sh").unwrap().is_absolute());
+        let code = |c: &str| resolve_command(c).unwrap_err().exit_code();
+        assert_eq!(code("/nonexistent"), 127);
+        assert_eq!(code("no-such-command-jeprof"), 127);
+        assert_eq!(code("/etc/passwd"), 126);
+        assert_eq!(code("/"), 126);
+        assert_eq!(code(""), 127);
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! All contact with the OS that needs `unsafe`: memory-mapping object files, sending a signal,
+//! All contact with the OS that needs `unsafe`: memory-mapping object files, pidfds and signals,
 //! ignoring terminal signals while a child runs. Every other module of the crate is safe code
 //! (`unsafe_code` is denied crate-wide and allowed only here).
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 pub use memmap2::Mmap;
@@ -20,42 +21,60 @@ pub fn map_file(path: &Path) -> io::Result<Mmap> {
     unsafe { Mmap::map(&file) }
 }
 
-/// Send signal `signal` to every thread of process `pid` (so that whichever thread allocates
-/// next serves the request: the preload's handler only flags the thread it runs on). Falls
-/// back to `kill(pid)` when the thread list cannot be read. Returns how many threads.
-pub fn signal_all_threads(pid: i32, signal: i32) -> io::Result<usize> {
-    if pid <= 0 {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+/// A pidfd: a file descriptor that refers to one process for as long as it is open, whatever
+/// pid that process had. Signals sent through it can only reach that process, and asking it
+/// whether the process still lives tells whether `/proc/<pid>` (read meanwhile) was its.
+#[derive(Debug)]
+pub struct PidFd(OwnedFd);
+
+impl PidFd {
+    /// `pidfd_open(pid, 0)`. Errors: `ESRCH` (no such process), `ENOSYS` (kernel < 5.3).
+    pub fn open(pid: i32) -> io::Result<PidFd> {
+        if pid <= 0 {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // SAFETY: pidfd_open takes two integers and touches no memory of ours; on success it
+        // returns a new file descriptor that nothing else owns.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        // SAFETY: `fd` was just returned by pidfd_open, is open, and is owned by no one else.
+        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
-    send_signal(pid, signal)?; // the process exists and we may signal it
-    let mut n = 1;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for tid in tasks
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        {
-            if tid == pid {
-                continue; // signalled above
-            }
-            // SAFETY: tgkill takes three integers and touches no memory of ours; it targets one
-            // thread of `pid` and fails harmlessly if that thread has exited.
-            let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
-            if rc == 0 {
-                n += 1;
-            }
+
+    /// `pidfd_send_signal(fd, signal)`: a process-directed signal to exactly this process.
+    /// `signal` 0 sends nothing and checks that the process is alive (not a zombie yet: the
+    /// kernel refuses with `ESRCH` once it has exited) and that we may signal it (`EPERM`).
+    pub fn send(&self, signal: i32) -> io::Result<()> {
+        // SAFETY: the fd is open (we own it); a null siginfo asks the kernel to fill in one as
+        // kill(2) would; flags 0. No memory of ours is written.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
-    Ok(n)
 }
 
-/// Send signal `signal` to process `pid`.
-pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
-    if pid <= 0 {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+/// `tgkill(pid, tid, signal)`: signal one thread of process `pid`.
+pub fn tgkill(pid: i32, tid: i32, signal: i32) -> io::Result<()> {
+    if pid <= 0 || tid <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; pid > 0 so it targets
-    // exactly one process, never a process group.
-    let rc = unsafe { libc::kill(pid, signal) };
+    // SAFETY: tgkill takes three integers and touches no memory of ours; it targets one thread
+    // of `pid` and fails (ESRCH) if that thread is not in that thread group.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
     if rc == 0 {
         Ok(())
     } else {

@@ -1,5 +1,5 @@
 //! Commands whose output is a file or a side effect: `flame` (plain and differential SVG),
-//! `dump` (signal delivery), `--help`.
+//! `dump` (refusals), `--help`.
 
 mod common;
 use common::*;
@@ -65,22 +65,36 @@ fn flame_svgs() {
 }
 
 #[test]
-fn dump_sends_the_signal() {
+fn dump_refuses_a_process_without_the_preload() {
     let mut child = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = child.id().to_string();
-    // SIGUSR1's default action terminates `sleep`, which proves delivery.
+    // Wait until the child runs `sleep` (not our forked copy still in exec).
+    for _ in 0..200 {
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SIGUSR1's default action would terminate `sleep`: it must not be sent.
     let o = jeprof(&["dump", &pid, "--signal", "10"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains(&format!("sent signal 10 to pid {pid}")));
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(10));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "jeprof-rs: pid {pid} (sleep) does not have libjeprof_preload.so loaded (start it \
+             with `jeprof-rs run` or LD_PRELOAD); nothing sent\n"
+        )
+    );
+    assert!(stdout(&o).is_empty());
+    assert_eq!(child.try_wait().unwrap(), None, "sleep is still running");
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
 
     let o = jeprof(&["dump", "999999999"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).starts_with("jeprof-rs: cannot signal pid 999999999"),
-        "{}",
-        stderr(&o)
+    assert_eq!(
+        stderr(&o),
+        "jeprof-rs: pid 999999999 does not exist; nothing sent\n"
     );
 }
 

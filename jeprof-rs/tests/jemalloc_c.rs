@@ -216,12 +216,17 @@ fn run_reports_and_passes_exit_status() {
         )
         .output()
         .unwrap();
+    // The report is on stdout.
+    let report = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "{err}");
-    assert!(err.contains("leak_b") && err.contains("leak_a"), "{err}");
     assert!(
-        err.contains(&format!("{}/jeprof.", out_dir.display())),
-        "{err}"
+        report.contains("leak_b") && report.contains("leak_a"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("{}/jeprof.", out_dir.display())),
+        "{report}"
     );
 
     // Killed by a signal: 128 + signal.
@@ -253,7 +258,7 @@ fn run_errors() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
-            err.starts_with("jeprof-rs: /nonexistent/command: cannot run command"),
+            err.starts_with("jeprof-rs: /nonexistent/command: no such file"),
             "{err}"
         );
     }

@@ -325,7 +325,7 @@ fn run_names_compiled_java_frames() {
         .run();
     run.expect_success();
     assert!(
-        run.stderr.contains("pixel_alloc"),
+        run.stdout.contains("pixel_alloc"),
         "run's report names the leak\n{}",
         run.report()
     );
