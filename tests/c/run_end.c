@@ -2,7 +2,7 @@
  * run_leak() and prints "out-line" on stdout and "err-line" on stderr.
  *   run_end exit N : exit(N)
  *   run_end kill   : raise(SIGKILL) (no final dump)
- *   run_end _exit  : _exit(0) (no final dump) */
+ *   run_end _exit  : _exit(0) (the preload interposes _exit: a final dump all the same) */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

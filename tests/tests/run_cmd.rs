@@ -106,11 +106,35 @@ fn a_static_executable_is_named_as_such() {
     );
 }
 
+/// `_exit` skips the library destructors, but the preload interposes it: the final dump is
+/// written, in exact mode with exactly the 3 x 40000 B the program kept.
 #[test]
-fn no_final_dump_otherwise_is_a_neutral_line() {
+fn underscore_exit_writes_the_final_dump() {
     let dir = TempDir::new("run-_exit");
     let bin = program(&dir, &[]);
-    let out = run(&dir, &[], &[&bin, "_exit"]);
+    let out = run(&dir, &["--exact"], &[&bin, "_exit"]);
+    out.expect_code(0);
+    assert!(
+        !out.stdout.contains("jeprof-rs: no dump from pid"),
+        "{}",
+        out.report()
+    );
+    let finals: Vec<DumpFile> = dumps_in(&dir.path().join("out"), "jeprof")
+        .into_iter()
+        .filter(|d| d.tag == "f" && !d.mmap)
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}\n{}", out.report());
+    let t = top(&finals[0].path, &[]);
+    assert_eq!(t.flat("run_leak"), (120000, 3), "{}", t.render());
+}
+
+/// No final dump for another reason (here `prof_final:false`): a neutral line, not a guess
+/// about signals or static binaries.
+#[test]
+fn no_final_dump_otherwise_is_a_neutral_line() {
+    let dir = TempDir::new("run-nofinal");
+    let bin = program(&dir, &[]);
+    let out = run(&dir, &["--conf", "prof_final:false"], &[&bin]);
     out.expect_code(0);
     let line = out
         .stdout
