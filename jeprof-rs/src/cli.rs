@@ -66,6 +66,12 @@ pub enum Command {
     /// this user, has libjeprof_preload.so mapped, and catches the dump signal; otherwise one
     /// line says what is missing and the exit status is 1.
     Dump(DumpArgs),
+    /// Switch sampling on in a process that runs the preload dormant (`prof_active:false`) or
+    /// was stopped: its next allocations are sampled, at no restart.
+    Start(DumpArgs),
+    /// Switch sampling off (the hooks then only forward; frees of recorded blocks are still
+    /// followed, and dumps still work).
+    Stop(DumpArgs),
 }
 
 /// Which number to report (default: --inuse-space).
@@ -278,6 +284,8 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Trend(a) => cmd_trend(a, out),
         Command::Run(a) => run::run(&a, out),
         Command::Dump(a) => cmd_dump(&a, out),
+        Command::Start(a) => cmd_control(&a, true, out),
+        Command::Stop(a) => cmd_control(&a, false, out),
     }
 }
 
@@ -667,6 +675,29 @@ fn trend_json(
         "sites_seen": t.sites,
         "growing": sites,
     })
+}
+
+/// `start` / `stop`: the same checks as `dump`, then a queued `prof_signal` carrying the
+/// request to every thread.
+pub fn cmd_control(a: &DumpArgs, on: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    use crate::target::{CONTROL_START, CONTROL_STOP};
+    let target = crate::target::Target::check(a.pid)?;
+    let signal = target.dump_signal(a.signal)?;
+    let value = if on { CONTROL_START } else { CONTROL_STOP };
+    let threads = target.queue_all_threads(signal, value)?;
+    let what = if on {
+        "sampling is on; its dumps say since when (# sampling_since)"
+    } else {
+        "sampling is off (dumps still work and show what was recorded)"
+    };
+    write_out(
+        out,
+        &format!(
+            "pid {} ({}, {threads} threads): {what}\n",
+            a.pid, target.name
+        ),
+    )?;
+    Ok(0)
 }
 
 pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {

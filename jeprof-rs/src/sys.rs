@@ -82,6 +82,54 @@ pub fn tgkill(pid: i32, tid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// `rt_tgsigqueueinfo`: queue `signal` with the integer `value` (what `sigqueue` carries,
+/// `si_code` `SI_QUEUE`) to one thread of process `pid`.
+pub fn tgsigqueue(pid: i32, tid: i32, signal: i32, value: i32) -> io::Result<()> {
+    if pid <= 0 || tid <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    /// The kernel's `siginfo_t` for a queued signal (x86-64 and aarch64 layout: 128 bytes).
+    #[repr(C)]
+    struct QueuedInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        _pad: i32,
+        pid: i32,
+        uid: u32,
+        value: u64,
+        _rest: [u64; 12],
+    }
+    const _: () = assert!(core::mem::size_of::<QueuedInfo>() == 128);
+    let info = QueuedInfo {
+        signo: signal,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        _pad: 0,
+        pid: std::process::id() as i32,
+        // SAFETY: getuid has no preconditions.
+        uid: unsafe { libc::getuid() },
+        value: value as u32 as u64,
+        _rest: [0; 12],
+    };
+    // SAFETY: the kernel reads 128 bytes of `info`, a valid siginfo for SI_QUEUE; it targets
+    // one thread of `pid` and fails (ESRCH) if that thread is not in that thread group.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid,
+            signal,
+            &info as *const QueuedInfo,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Ignore SIGINT and SIGQUIT in this process (as `system(3)` does while its child runs), so a
 /// Ctrl-C reaches the profiled command and we still print the report after it exits.
 pub fn ignore_terminal_signals() {

@@ -25,6 +25,11 @@ use crate::sys::{self, PidFd};
 /// The preload's file name, as it appears in `/proc/<pid>/maps`.
 pub const PRELOAD_NAME: &str = "libjeprof_preload.so";
 
+/// Values a control request carries in a queued `prof_signal` (the preload's
+/// `config::CONTROL_START`/`CONTROL_STOP`): sampling on, sampling off.
+pub const CONTROL_START: i32 = 0x6a70_0001;
+pub const CONTROL_STOP: i32 = 0x6a70_0002;
+
 /// The preload's default `prof_signal` (SIGRTMIN+7).
 pub const DEFAULT_SIGNAL: i32 = 41;
 
@@ -349,6 +354,38 @@ impl Target {
             Identity::PidFd(fd) => fd.send(0).is_ok(),
             Identity::StartTime(t) => start_time(self.pid) == Some(*t),
         }
+    }
+
+    /// Queue `signal` carrying `value` (a control request, see [`CONTROL_START`]) to every
+    /// thread of the process, after [`Target::confirm`]: each thread's handler applies it to
+    /// itself. Returns how many threads got it.
+    pub fn queue_all_threads(&self, signal: i32, value: i32) -> Result<usize, Error> {
+        self.confirm()?;
+        let mut n = 0;
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid)).map_err(|e| {
+            Error::Target(format!(
+                "pid {} ({}): cannot list its threads: {e}",
+                self.pid, self.name
+            ))
+        })?;
+        for tid in tasks
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            if !self.same_process() {
+                break;
+            }
+            if sys::tgsigqueue(self.pid, tid, signal, value).is_ok() {
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Err(Error::Target(format!(
+                "pid {} ({}): cannot queue signal {signal} to any of its threads",
+                self.pid, self.name
+            )));
+        }
+        Ok(n)
     }
 
     /// Send `signal` to the process and to each of its threads (the preload's handler flags
