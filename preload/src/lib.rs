@@ -53,7 +53,8 @@ extern "C" fn on_load() {
 
 /// Whether this library was loaded through `LD_PRELOAD` (its file name is in the variable).
 fn preloaded() -> bool {
-    sys::getenv(c"LD_PRELOAD").is_some_and(|v| v.windows(18).any(|w| w == b"libjeprof_preload"))
+    const NAME: &[u8] = b"libjeprof_preload";
+    sys::getenv(c"LD_PRELOAD").is_some_and(|v| v.windows(NAME.len()).any(|w| w == NAME))
 }
 
 /// The JVMTI entry point HotSpot calls after loading this library into a running JVM (dynamic
