@@ -107,6 +107,8 @@ pub enum Error {
     File { file: PathBuf, message: String },
     /// A bad command-line argument (e.g. a regex that does not compile).
     Usage(String),
+    /// Talking to a JVM through its attach mechanism failed.
+    Attach(crate::attach::AttachError),
     /// The command of `run` could not be started.
     Spawn {
         command: String,
@@ -146,11 +148,18 @@ impl fmt::Display for Error {
             Self::Io { file, what, error } => write!(f, "{}: {what}: {error}", file.display()),
             Self::File { file, message } => write!(f, "{}: {message}", file.display()),
             Self::Usage(message) => f.write_str(message),
+            Self::Attach(e) => write!(f, "{e}"),
             Self::Spawn { command, error } => write!(f, "{command}: cannot run command: {error}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::attach::AttachError> for Error {
+    fn from(e: crate::attach::AttachError) -> Self {
+        Self::Attach(e)
+    }
+}
 
 pub type Result<T> = std::result::Result<T, Error>;

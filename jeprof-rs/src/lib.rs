@@ -12,12 +12,17 @@
 //! report::{top, collapsed, flame, diff, trend, pprof} ─► text, JSON, SVG, profile.proto
 //! ```
 //!
+//! [`attach`] is apart from the pipeline: a client of HotSpot's attach mechanism (`jcmd`, and
+//! loading an agent into a running JVM).
+//!
 //! `main.rs` is a thin shell over [`cli`]. The only `unsafe` lives in [`sys`] (memory-mapping
-//! object files and sending a signal); everything else is safe code.
+//! object files and sending a signal) and `attach::sys` (pidfds, per-thread credentials);
+//! everything else is safe code.
 
 #![deny(unsafe_code)]
 
 pub mod address;
+pub mod attach;
 pub mod cli;
 pub mod demangle;
 pub mod error;
