@@ -144,6 +144,9 @@ pub fn jvm_options(cmdline: &[String]) -> Vec<&str> {
     let mut args = cmdline.iter().skip(1);
     while let Some(arg) = args.next() {
         let arg = arg.as_str();
+        if arg.starts_with('@') {
+            continue; // an argument file of the launcher: its options are not visible here
+        }
         if !arg.starts_with('-') || matches!(arg, "-jar" | "-m" | "--module") {
             break;
         }
