@@ -323,6 +323,16 @@ fn jcmd_version(java: &Path, major: u32) {
         jvm.stdout()
     );
 
+    // A thread id of the JVM is not its pid.
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|t| *t != pid)
+        .expect("a JVM has threads");
+    let out = jeprof(&["jcmd", &tid, "VM.version"]);
+    expect_one_line_error(&out, &[&format!("{tid} is a thread of process {pid}")]);
+
     let out = jeprof(&["jcmd", &pid, "No.such_command"]);
     expect_one_line_error(
         &out,
@@ -730,6 +740,31 @@ fn root_attaches_to_another_user() {
     let out = jeprof(&["jcmd", &jvm.pid.to_string(), "VM.version"]);
     out.expect_success();
     no_trigger_left(jvm.pid, &cwd);
+
+    // Not root: the same user and group works; another group or user is refused up front.
+    let as_user = |gid: &str, pid: i32| {
+        Run::new("setpriv")
+            .args(&[
+                "--reuid=nobody",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+            ])
+            .arg(analyzer().display().to_string())
+            .args(&["jcmd", &pid.to_string(), "VM.version"])
+            .timeout(Duration::from_secs(60))
+            .run()
+    };
+    as_user("nogroup", jvm.pid).expect_success();
+    expect_one_line_error(
+        &as_user("100", jvm.pid),
+        &["runs with gid 65534, we run with gid 100"],
+    );
+    let root_jvm = Jvm::start(&java, &[], dir.path(), false);
+    expect_one_line_error(
+        &as_user("nogroup", root_jvm.pid),
+        &["runs as uid 0, we run as uid 65534"],
+    );
+    root_jvm.finish();
     // Our own threads are still root.
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let s = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();

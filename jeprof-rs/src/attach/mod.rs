@@ -75,11 +75,22 @@ pub enum AttachError {
         pid: i32,
         name: String,
     },
+    /// A thread id was given.
+    Thread {
+        pid: i32,
+        process: i32,
+    },
     NotPermitted {
         pid: i32,
         name: String,
         target_uid: u32,
         our_uid: u32,
+    },
+    GroupMismatch {
+        pid: i32,
+        name: String,
+        target_gid: u32,
+        our_gid: u32,
     },
     /// `-XX:+DisableAttachMechanism` in effect.
     AttachDisabled {
@@ -188,6 +199,21 @@ impl fmt::Display for AttachError {
                 f,
                 "pid {pid} ({name}) is an OpenJ9 JVM (libj9vm mapped): only HotSpot's attach \
                  protocol is supported"
+            ),
+            Thread { pid, process } => write!(
+                f,
+                "{pid} is a thread of process {process}, not a process id: use {process}"
+            ),
+            GroupMismatch {
+                pid,
+                name,
+                target_gid,
+                our_gid,
+            } => write!(
+                f,
+                "pid {pid} ({name}) runs with gid {target_gid}, we run with gid {our_gid}: \
+                 HotSpot accepts only its own user and group; run with gid {target_gid} \
+                 (`sg`) or as root"
             ),
             NotPermitted {
                 pid,

@@ -15,6 +15,8 @@ use super::sys;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Status {
     pub name: String,
+    /// The process (thread group) this task belongs to.
+    pub tgid: Option<i32>,
     /// First letter of `State:` (`R`, `S`, `Z`, …).
     pub state: char,
     pub euid: u32,
@@ -35,6 +37,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
         let mut fields = value.split_whitespace();
         match key {
             "Name" => s.name = value.trim().to_string(),
+            "Tgid" => s.tgid = fields.next().and_then(|t| t.parse().ok()),
             "State" => s.state = value.trim().chars().next().unwrap_or('?'),
             // Real, effective, saved, filesystem: HotSpot compares with its effective ids.
             "Uid" => {
@@ -249,7 +252,18 @@ impl Target {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 return Err(AttachError::NoSuchProcess { pid });
             }
-            Err(e) => return Err(AttachError::io(pid, "cannot open a pidfd", e)),
+            Err(e) => {
+                // EINVAL: a thread id, not a process id.
+                let tgid = std::fs::read_to_string(proc_path(pid, "status"))
+                    .ok()
+                    .and_then(|t| parse_status(&t))
+                    .and_then(|s| s.tgid)
+                    .filter(|&t| t != pid);
+                return Err(match tgid {
+                    Some(process) => AttachError::Thread { pid, process },
+                    None => AttachError::io(pid, "cannot open a pidfd", e),
+                });
+            }
         };
         let start_time = read_start_time(pid);
         let status_text = std::fs::read_to_string(proc_path(pid, "status"))
@@ -265,13 +279,22 @@ impl Target {
         if matches!(status.state, 'Z' | 'X') {
             return Err(AttachError::Zombie { pid, name });
         }
-        let (our_uid, _) = sys::effective_ids();
+        let (our_uid, our_gid) = sys::effective_ids();
         if our_uid != 0 && our_uid != status.euid {
             return Err(AttachError::NotPermitted {
                 pid,
                 name,
                 target_uid: status.euid,
                 our_uid,
+            });
+        }
+        if our_uid != 0 && our_gid != status.egid {
+            // HotSpot checks the peer's gid as well: it would close the connection unanswered.
+            return Err(AttachError::GroupMismatch {
+                pid,
+                name,
+                target_gid: status.egid,
+                our_gid,
             });
         }
         let maps = std::fs::read_to_string(proc_path(pid, "maps"))
@@ -362,6 +385,7 @@ mod tests {
                     Groups:\t4 24 27 \nNStgid:\t42\t7\nNSpid:\t42\t7\n";
         let s = parse_status(text).unwrap();
         assert_eq!(s.name, "java");
+        assert_eq!(s.tgid, Some(42));
         assert_eq!(s.state, 'S');
         assert_eq!((s.euid, s.egid), (1001, 101));
         assert_eq!(s.groups, vec![4, 24, 27]);
