@@ -538,6 +538,18 @@ fn disable_attach_mechanism() {
     no_trigger_left(jvm.pid, dir.path());
     assert!(jvm.alive());
     jvm.finish();
+
+    // Killed while we wait for its socket: said so at once, and the trigger file is removed
+    // although /proc/PID/cwd is gone by then.
+    let mut jvm = Jvm::start(&java, &[&at], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let waiter = std::thread::spawn(move || jeprof(&["jcmd", "--timeout", "20", &pid, "x"]));
+    std::thread::sleep(Duration::from_millis(1000));
+    jvm.child.kill().unwrap(); // not reaped yet: a zombie while jcmd polls
+    let out = waiter.join().unwrap();
+    expect_one_line_error(&out, &[&format!("pid {} exited while we waited", jvm.pid)]);
+    assert!(out.elapsed < Duration::from_secs(10), "{}", out.report());
+    no_trigger_left(jvm.pid, dir.path());
 }
 
 #[test]

@@ -27,9 +27,8 @@ mod sys;
 pub mod target;
 
 use std::fmt;
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -397,16 +396,19 @@ fn socket_ready(path: &Path, uid: u32) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket() && m.uid() == uid)
 }
 
-/// `.attach_pid<N>`, removed when dropped if we created it.
+/// `.attach_pid<N>`, removed when dropped if we created it. The directory is held open, so
+/// the file is removed even if the JVM exits (and `/proc/<pid>/cwd` with it) or changes its
+/// working directory meanwhile.
 struct Trigger {
-    path: PathBuf,
+    dir: std::fs::File,
+    name: String,
     ours: bool,
 }
 
 impl Drop for Trigger {
     fn drop(&mut self) {
         if self.ours {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = sys::unlink_in(&self.dir, &self.name);
         }
     }
 }
@@ -418,13 +420,18 @@ impl Drop for Trigger {
 fn create_trigger(target: &Target) -> Result<Trigger, AttachError> {
     let mut last_error = None;
     for path in target.trigger_paths() {
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path);
-        let ours = match created {
+        let (Some(dir_path), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy().into_owned();
+        let dir = match std::fs::File::open(dir_path) {
+            Ok(dir) => dir,
+            Err(e) => {
+                last_error = Some((path, e));
+                continue;
+            }
+        };
+        let ours = match sys::create_in(&dir, &name, 0o660) {
             Ok(_) => true,
             // Another client's trigger (or a stale one): use it, leave it to its owner.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
@@ -433,21 +440,15 @@ fn create_trigger(target: &Target) -> Result<Trigger, AttachError> {
                 continue;
             }
         };
-        let trigger = Trigger { path, ours };
-        match std::fs::symlink_metadata(&trigger.path) {
-            Ok(m) if m.is_file() && (m.uid() == target.euid || m.uid() == 0) => {
-                return Ok(trigger);
+        let trigger = Trigger { dir, name, ours };
+        match sys::owner_in(&trigger.dir, &trigger.name) {
+            Ok((uid, true)) if uid == target.euid || uid == 0 => return Ok(trigger),
+            Ok((uid, _)) => {
+                let e = io::Error::other(format!("owned by uid {uid}, not the JVM's"));
+                last_error = Some((path, e));
+                drop(trigger); // removes it if we made it
             }
-            Ok(m) => {
-                last_error = Some((
-                    trigger.path.clone(),
-                    io::Error::other(format!("owned by uid {}, not the JVM's", m.uid())),
-                ));
-                if ours {
-                    drop(trigger); // removes it
-                }
-            }
-            Err(e) => last_error = Some((trigger.path.clone(), e)),
+            Err(e) => last_error = Some((path, e)),
         }
     }
     let (path, e) = last_error.unwrap_or_else(|| (PathBuf::new(), io::Error::other("no place")));

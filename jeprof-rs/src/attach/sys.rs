@@ -169,3 +169,59 @@ impl Drop for ThreadCreds {
         }
     }
 }
+
+fn c_name(name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode)`: a new file in the
+/// directory `dir` holds open, whatever that directory's path becomes.
+pub fn create_in(dir: &std::fs::File, name: &str, mode: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let name = c_name(name)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open descriptor borrowed for the call, `name` a NUL-terminated string
+    // that outlives it; the mode is passed as the variadic argument O_CREAT requires.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `unlinkat(dir, name, 0)`: works after the process whose `/proc/<pid>/cwd` we opened `dir`
+/// through has exited (the path through /proc is gone then, the directory is not).
+pub fn unlink_in(dir: &std::fs::File, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let name = c_name(name)?;
+    // SAFETY: as in `create_in`: a borrowed open descriptor and a NUL-terminated string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`'s owner uid and whether it is a regular file.
+pub fn owner_in(dir: &std::fs::File, name: &str) -> io::Result<(u32, bool)> {
+    use std::os::fd::AsRawFd;
+    let name = c_name(name)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `struct stat`, the kernel fills it on success
+    // (and we read it only then); the descriptor and the name are valid for the call.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat succeeded, so the struct is initialized.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_uid, st.st_mode & libc::S_IFMT == libc::S_IFREG))
+}

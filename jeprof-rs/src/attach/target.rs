@@ -232,6 +232,15 @@ pub fn start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Field 3 (`state`) of `/proc/<pid>/stat`.
+pub fn state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
 fn read_start_time(pid: i32) -> Option<u64> {
     std::fs::read_to_string(proc_path(pid, "stat"))
         .ok()
@@ -348,12 +357,19 @@ impl Target {
         ]
     }
 
-    /// Whether the process still lives (and is the one we inspected).
+    /// Whether the process still lives (and is the one we inspected). Signal 0 through the
+    /// pidfd still succeeds on a zombie, so its state is read too (while the pidfd check
+    /// passes, the pid cannot have been reused).
     pub fn alive(&self) -> bool {
-        match &self.pidfd {
+        let same = match &self.pidfd {
             Some(fd) => sys::pidfd_send_signal(fd, 0).is_ok(),
             None => read_start_time(self.pid) == self.start_time && self.start_time.is_some(),
-        }
+        };
+        same && std::fs::read_to_string(proc_path(self.pid, "stat"))
+            .ok()
+            .as_deref()
+            .and_then(state)
+            .is_some_and(|c| !matches!(c, 'Z' | 'X'))
     }
 
     /// Send SIGQUIT, through the pidfd when there is one.
@@ -469,6 +485,7 @@ mod tests {
         let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 123456 1000 \
                     200 18446744073709551615";
         assert_eq!(start_time(stat), Some(123456));
+        assert_eq!(state(stat), Some('S'));
         assert_eq!(start_time("garbage"), None);
     }
 }
