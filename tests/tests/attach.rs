@@ -544,7 +544,13 @@ fn disable_attach_mechanism() {
     let mut jvm = Jvm::start(&java, &[&at], dir.path(), false);
     let pid = jvm.pid.to_string();
     let waiter = std::thread::spawn(move || jeprof(&["jcmd", "--timeout", "20", &pid, "x"]));
-    std::thread::sleep(Duration::from_millis(1000));
+    // Kill it once jcmd is waiting, which is while its trigger file exists.
+    let trigger = dir.path().join(format!(".attach_pid{}", jvm.pid));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !trigger.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(trigger.exists(), "no trigger file while jcmd waits");
     jvm.child.kill().unwrap(); // not reaped yet: a zombie while jcmd polls
     let out = waiter.join().unwrap();
     expect_one_line_error(&out, &[&format!("pid {} exited while we waited", jvm.pid)]);
