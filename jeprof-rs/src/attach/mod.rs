@@ -628,3 +628,97 @@ pub fn load_agent(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_one_line_naming_the_pid() {
+        let t = Duration::from_secs(10);
+        let n = || "java".to_string();
+        let errors = vec![
+            AttachError::NoSuchProcess { pid: 7 },
+            AttachError::Zombie { pid: 7, name: n() },
+            AttachError::NotHotSpot { pid: 7, name: n() },
+            AttachError::OpenJ9 { pid: 7, name: n() },
+            AttachError::Thread { pid: 7, process: 6 },
+            AttachError::NotPermitted {
+                pid: 7,
+                name: n(),
+                target_uid: 1,
+                our_uid: 2,
+            },
+            AttachError::GroupMismatch {
+                pid: 7,
+                name: n(),
+                target_gid: 1,
+                our_gid: 2,
+            },
+            AttachError::AttachDisabled {
+                pid: 7,
+                flag: "-XX:+DisableAttachMechanism".into(),
+                source: "command line".into(),
+            },
+            AttachError::ReducedSignals {
+                pid: 7,
+                flag: "-Xrs".into(),
+                source: "command line".into(),
+                socket: "/tmp/.java_pid7".into(),
+            },
+            AttachError::NoSocket { pid: 7, timeout: t },
+            AttachError::Exited { pid: 7 },
+            AttachError::NoAnswer {
+                pid: 7,
+                timeout: Duration::from_millis(1500),
+                what: "answer",
+            },
+            AttachError::ConnectionClosed {
+                pid: 7,
+                reset: true,
+            },
+            AttachError::BadAnswer {
+                pid: 7,
+                line: "x\ny".into(),
+            },
+            AttachError::UnknownCommand {
+                pid: 7,
+                command: "X.y".into(),
+            },
+            AttachError::Jvm {
+                pid: 7,
+                request: "jcmd X".into(),
+                status: -1,
+                text: proto::one_line("a\n\nb\n"),
+            },
+            AttachError::Request {
+                pid: 7,
+                message: "too long".into(),
+            },
+            AttachError::AgentNotLoaded {
+                pid: 7,
+                path: "/a.so".into(),
+                text: "no".into(),
+            },
+            AttachError::DynamicAgentLoadingDisabled { pid: 7 },
+            AttachError::io(7, "cannot connect", io::Error::other("refused")),
+        ];
+        for e in errors {
+            let line = e.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains('7'), "{line}");
+        }
+        let e = AttachError::NoSocket { pid: 7, timeout: t };
+        assert_eq!(
+            e.to_string(),
+            "pid 7 did not open its attach socket within 10 s: started with \
+             -XX:+DisableAttachMechanism, or not responding"
+        );
+        let e = AttachError::NoAnswer {
+            pid: 7,
+            timeout: Duration::from_millis(1500),
+            what: "answer",
+        };
+        assert!(e.to_string().contains("within 1.5 s"), "{e}");
+    }
+}
