@@ -72,6 +72,16 @@ pub enum Command {
     /// Switch sampling off (the hooks then only forward; frees of recorded blocks are still
     /// followed, and dumps still work).
     Stop(DumpArgs),
+    /// Run a diagnostic command in a running HotSpot JVM, like the JDK's jcmd (no JDK needed).
+    ///
+    /// Speaks the JVM's attach protocol: connects to its socket /tmp/.java_pid<PID> (seen
+    /// through /proc/PID/root), first starting its attach listener with an .attach_pid<PID>
+    /// file and one SIGQUIT when the socket is not there yet. Refuses, with nothing sent, a
+    /// process that is not a HotSpot JVM (SIGQUIT kills most processes) or a JVM started
+    /// with -XX:+DisableAttachMechanism (or -Xrs without a socket). As root, it acts as the
+    /// JVM's user. Examples: `jeprof-rs jcmd 1234 VM.version`, `jeprof-rs jcmd 1234
+    /// VM.native_memory summary`, `jeprof-rs jcmd 1234 help` (the commands this JVM knows).
+    Jcmd(JcmdArgs),
 }
 
 /// Which number to report (default: --inuse-space).
@@ -273,6 +283,25 @@ pub struct DumpArgs {
     pub signal: Option<i32>,
 }
 
+#[derive(Args, Debug)]
+pub struct JcmdArgs {
+    /// Seconds to wait for the JVM's attach socket to appear, and for each read of its answer.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// The JVM's process id.
+    pub pid: i32,
+    /// Diagnostic command (e.g. VM.version, GC.heap_info, Compiler.perfmap, help).
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+    /// Its arguments (e.g. `summary` for VM.native_memory); sent as one line with the command.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
+}
+
 /// Run a parsed command line. Returns the exit code.
 pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     match cli.command {
@@ -286,6 +315,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Dump(a) => cmd_dump(&a, out),
         Command::Start(a) => cmd_control(&a, true, out),
         Command::Stop(a) => cmd_control(&a, false, out),
+        Command::Jcmd(a) => cmd_jcmd(&a, out),
     }
 }
 
@@ -712,5 +742,25 @@ pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
             signal, a.pid, target.name, a.pid
         ),
     )?;
+    Ok(0)
+}
+
+pub fn cmd_jcmd(a: &JcmdArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
+        return Err(Error::Usage(format!(
+            "--timeout must be between 0 and 86400 seconds, not {}",
+            a.timeout
+        )));
+    }
+    let opts = crate::attach::Options {
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+    };
+    let mut command = vec![a.command.clone()];
+    command.extend(a.args.iter().cloned());
+    let mut text = crate::attach::jcmd(a.pid, &command, &opts)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    write_out(out, &text)?;
     Ok(0)
 }

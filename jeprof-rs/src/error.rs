@@ -115,6 +115,8 @@ pub enum Error {
         message: &'static str,
         code: i32,
     },
+    /// Talking to a JVM through its attach mechanism failed.
+    Attach(crate::attach::AttachError),
     /// The command of `run` could not be started.
     Spawn {
         command: String,
@@ -158,11 +160,18 @@ impl fmt::Display for Error {
             Self::Command {
                 command, message, ..
             } => write!(f, "{command}: {message}"),
+            Self::Attach(e) => write!(f, "{e}"),
             Self::Spawn { command, error } => write!(f, "{command}: cannot run command: {error}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::attach::AttachError> for Error {
+    fn from(e: crate::attach::AttachError) -> Self {
+        Self::Attach(e)
+    }
+}
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -12,13 +12,18 @@
 //! report::{top, collapsed, flame, diff, trend, pprof} ─► text, JSON, SVG, profile.proto
 //! ```
 //!
+//! [`attach`] is apart from the pipeline: a client of HotSpot's attach mechanism (`jcmd`, and
+//! loading an agent into a running JVM).
+//!
 //! `main.rs` is a thin shell over [`cli`]. The only `unsafe` lives in [`sys`] (memory-mapping
-//! object files, pidfds and signals); everything else is safe code. [`target`] checks a live
-//! process before any command sends it anything.
+//! object files, pidfds and signals) and `attach::sys` (per-thread credentials, the attach
+//! trigger); everything else is safe code. [`target`] checks a live process running the preload
+//! before any command sends it anything.
 
 #![deny(unsafe_code)]
 
 pub mod address;
+pub mod attach;
 pub mod cli;
 pub mod demangle;
 pub mod error;

