@@ -3,6 +3,7 @@
 //! or an [`Error`] that `main` prints as one line.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +83,15 @@ pub enum Command {
     /// JVM's user. Examples: `jeprof-rs jcmd 1234 VM.version`, `jeprof-rs jcmd 1234
     /// VM.native_memory summary`, `jeprof-rs jcmd 1234 help` (the commands this JVM knows).
     Jcmd(JcmdArgs),
+    /// Profile a HotSpot JVM that is already running, without a restart or JVM flags.
+    ///
+    /// Loads libjeprof_preload.so into it as a native agent over the JVM's attach protocol
+    /// (the checks and refusals of `jcmd` apply); the library points the import slots of
+    /// every loaded object at the profiler's hooks. Allocations from now on are sampled (or
+    /// recorded, --exact) like under LD_PRELOAD; blocks made before are unknown. Dumps go to
+    /// --out: `jeprof-rs dump PID` for one now, --interval for periodic ones, and a final one
+    /// when the JVM exits. `jeprof-rs stop PID` / `start PID` switch sampling off and on.
+    Attach(AttachArgs),
 }
 
 /// Which number to report (default: --inuse-space).
@@ -284,6 +294,30 @@ pub struct DumpArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The JVM's process id.
+    pub pid: i32,
+    /// Record every allocation (lg_prof_sample:0): exact counts.
+    #[arg(long, conflicts_with = "sample")]
+    pub exact: bool,
+    /// Mean bytes between samples (rounded to a power of two; default 512 KiB).
+    #[arg(long, value_name = "BYTES")]
+    pub sample: Option<u64>,
+    /// Also dump every SECS seconds (prof_interval_secs).
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// Directory for the dumps (default: ./jeprof-attach.<PID>); the JVM writes there.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The library to load (default: libjeprof_preload.so next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub preload: Option<PathBuf>,
+    /// Seconds to wait for the JVM's attach socket, and for each read of its answer.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub timeout: f64,
+}
+
+#[derive(Args, Debug)]
 pub struct JcmdArgs {
     /// Seconds to wait for the JVM's attach socket to appear, and for each read of its answer.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
@@ -316,6 +350,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Start(a) => cmd_control(&a, true, out),
         Command::Stop(a) => cmd_control(&a, false, out),
         Command::Jcmd(a) => cmd_jcmd(&a, out),
+        Command::Attach(a) => cmd_attach(&a, out),
     }
 }
 
@@ -743,6 +778,145 @@ pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
         ),
     )?;
     Ok(0)
+}
+
+/// The preload's `Agent_OnAttach` return codes besides 0 (its `attach::ALREADY_PROFILED` and
+/// `attach::CANNOT_START`).
+const AGENT_ALREADY_PROFILED: i32 = 200;
+const AGENT_CANNOT_START: i32 = 201;
+
+pub fn cmd_attach(a: &AttachArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
+        return Err(Error::Usage(format!(
+            "--timeout must be between 0 and 86400 seconds, not {}",
+            a.timeout
+        )));
+    }
+    let pid = a.pid;
+    let preload = crate::run::find_preload(a.preload.as_deref())?;
+    let preload = std::path::absolute(&preload).map_err(|e| Error::Io {
+        file: preload.clone(),
+        what: "cannot resolve",
+        error: e,
+    })?;
+    // Paths are opened by the JVM, in its own mount namespace: one that is not ours (a
+    // container) would see other files under the same names.
+    let same_root = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    if let (Ok(ours), Ok(theirs)) = (same_root("/"), same_root(&format!("/proc/{pid}/root")))
+        && ours != theirs
+    {
+        return Err(Error::Target(format!(
+            "pid {pid} runs under another root directory (a container): copy {} into it and \
+             pass --preload and --out as paths inside it; nothing sent",
+            crate::run::PRELOAD_NAME
+        )));
+    }
+    let dir = match &a.out {
+        Some(d) => d.clone(),
+        None => PathBuf::from(format!("jeprof-attach.{pid}")),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+        file: dir.clone(),
+        what: "cannot create the dump directory",
+        error: e,
+    })?;
+    let dir = std::fs::canonicalize(&dir).map_err(|e| Error::Io {
+        file: dir.clone(),
+        what: "cannot resolve",
+        error: e,
+    })?;
+    hand_dir_to(pid, &dir)?;
+    let mut conf = format!("prof_prefix:{}/jeprof", dir.display());
+    if a.exact {
+        conf.push_str(",lg_prof_sample:0");
+    } else if let Some(bytes) = a.sample {
+        conf.push_str(&format!(
+            ",lg_prof_sample:{}",
+            crate::run::lg_sample(bytes)?
+        ));
+    }
+    if let Some(secs) = a.interval {
+        conf.push_str(&format!(",prof_interval_secs:{secs}"));
+    }
+    if conf.contains(' ') {
+        return Err(Error::Usage(format!(
+            "{}: the dump directory's path may not contain spaces (the JVM splits agent \
+             options at them)",
+            dir.display()
+        )));
+    }
+    let opts = crate::attach::Options {
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+    };
+    match crate::attach::load_agent(pid, &preload, Some(&conf), &opts)? {
+        0 => {
+            let mode = if a.exact {
+                "every allocation (exact)".to_string()
+            } else {
+                format!(
+                    "allocations sampled every ~{} on average",
+                    crate::humanize::bytes(
+                        (1u64 << crate::run::lg_sample(a.sample.unwrap_or(1 << 19))?) as f64
+                    )
+                )
+            };
+            write_out(
+                out,
+                &format!(
+                    "attached to pid {pid}: {mode} from now on (blocks made before are not \
+                     known); dumps go to {}/jeprof.{pid}.<seq>.<tag>.heap: `jeprof-rs dump \
+                     {pid}` writes one now{}, and the JVM writes the final one when it exits\n",
+                    dir.display(),
+                    a.interval
+                        .map(|s| format!(", one every {s} s"))
+                        .unwrap_or_default()
+                ),
+            )?;
+            Ok(0)
+        }
+        AGENT_ALREADY_PROFILED => Err(Error::Target(format!(
+            "pid {pid} is profiled already (attached before, or started with the preload); \
+             nothing changed"
+        ))),
+        AGENT_CANNOT_START => Err(Error::Target(format!(
+            "pid {pid}: the profiler loaded but could not start (its reason is on the JVM's \
+             stderr)"
+        ))),
+        rc => Err(Error::Target(format!(
+            "pid {pid}: {} answered the attach with {rc}: is it another version of the library?",
+            preload.display()
+        ))),
+    }
+}
+
+/// As root, the JVM (another user) writes the dumps: the directory becomes its user's.
+fn hand_dir_to(pid: i32, dir: &Path) -> Result<(), Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let effective = |key: &str| -> Option<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let (Some(uid), Some(gid)) = (effective("Uid:"), effective("Gid:")) else {
+        return Ok(()); // the attach itself will say what is wrong with the pid
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| Error::Io {
+        file: dir.to_path_buf(),
+        what: "cannot read",
+        error: e,
+    })?;
+    if meta.uid() != uid && crate::attach::effective_ids().0 == 0 {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| Error::Io {
+            file: dir.to_path_buf(),
+            what: "cannot hand the dump directory to the JVM's user",
+            error: e,
+        })?;
+    }
+    Ok(())
 }
 
 pub fn cmd_jcmd(a: &JcmdArgs, out: &mut dyn Write) -> Result<i32, Error> {

@@ -13,7 +13,7 @@
 //! (timeout, not a hang), a native process, a zombie, a pid that does not exist, and, as
 //! root, a JVM running as `nobody`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -205,6 +205,24 @@ impl Jvm {
 
     fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// Sends one command line to `Idle` and waits until its stdout shows `answer`.
+    fn command(&mut self, line: &str, answer: &str) {
+        let before = self.stdout().matches(answer).count();
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.stdout().matches(answer).count() == before {
+            assert!(
+                Instant::now() < deadline,
+                "no {answer:?} after {line:?}\nstdout: {}\nstderr: {}",
+                self.stdout(),
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn alive(&self) -> bool {
@@ -797,4 +815,103 @@ fn root_attaches_to_another_user() {
         );
     }
     jvm.finish();
+}
+
+// ---- jeprof-rs attach: profiling a JVM that was started with no flags -------------------------
+
+/// Attach in exact mode between two leaks: the final dump (at the JVM's exit) holds exactly the
+/// bytes of the direct buffers allocated after the attach, under `Unsafe_AllocateMemory0`, and
+/// none of those from before; a second attach changes nothing and says so; the JVM's output
+/// and exit status are unchanged.
+fn attach_exact(java: &Path) {
+    const BYTES: u64 = 65536;
+    let dir = TempDir::new("attach-exact");
+    let out_dir = dir.path().join("dumps");
+    let mut jvm = Jvm::start(java, &[], dir.path(), false);
+    jvm.command(&format!("leak 10 {BYTES}"), "leaked 10");
+    let pid = jvm.pid.to_string();
+    let at = jeprof(&[
+        "attach",
+        "--exact",
+        "--preload",
+        &preload().display().to_string(),
+        "--out",
+        &out_dir.display().to_string(),
+        &pid,
+    ]);
+    at.expect_success();
+    assert!(
+        at.stdout.contains(&format!("attached to pid {pid}")),
+        "{}",
+        at.report()
+    );
+    let again = jeprof(&["attach", "--out", &out_dir.display().to_string(), &pid]);
+    expect_one_line_error(&again, &["profiled already", &pid]);
+    jvm.command("churn 200000", "churned");
+    jvm.command(&format!("leak 20 {BYTES}"), "leaked 20");
+    let stdout = jvm.stdout();
+    jvm.finish();
+    assert_eq!(stdout, "ready\nleaked 10\nchurned\nleaked 20\n");
+    let finals: Vec<DumpFile> = dumps_in(&out_dir, "jeprof")
+        .into_iter()
+        .filter(|d| d.tag == "f" && !d.mmap)
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    // One call site made the 20 buffers after the attach, and holds exactly their bytes; the
+    // 10 from before are nowhere (no stack holds 10 or 30 of them).
+    let heap = read_heap(&finals[0].path);
+    let of_size = |n: u64| {
+        heap.stacks
+            .iter()
+            .filter(|(_, c)| c.objs == n && c.bytes == n * BYTES)
+            .count()
+    };
+    assert_eq!(of_size(20), 1, "{:?}", heap.stacks);
+    assert_eq!(of_size(10) + of_size(30), 0, "{:?}", heap.stacks);
+    if java_major(java) == Some(17) {
+        // JDK 17's stack names the JNI entry of Unsafe.allocateMemory (JDK 25 reaches
+        // os::malloc from the JIT's intrinsic).
+        let t = top(&finals[0].path, &[]);
+        assert_eq!(
+            t.cum("Unsafe_AllocateMemory0").0,
+            (20 * BYTES) as i64,
+            "{}",
+            t.render()
+        );
+    }
+    let text = std::fs::read_to_string(&finals[0].path).unwrap();
+    assert!(
+        text.contains("\n# sampling_since: "),
+        "no attach time in the dump"
+    );
+}
+
+#[test]
+fn attach_exact_jdk17() {
+    let (Some(java), Some(_)) = (jdk17("attach_exact_jdk17"), assets("attach_exact_jdk17")) else {
+        return;
+    };
+    attach_exact(&java);
+}
+
+#[test]
+fn attach_exact_jdk25() {
+    let (Some(java), Some(_)) = (jdk25("attach_exact_jdk25"), assets("attach_exact_jdk25")) else {
+        return;
+    };
+    attach_exact(&java);
+}
+
+/// `jeprof-rs attach` to a process that is not a JVM: refused by the attach client's checks,
+/// nothing sent, the process still running.
+#[test]
+fn attach_refuses_a_native_process() {
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let dir = TempDir::new("attach-native");
+    let out = jeprof(&["attach", "--out", &dir.path().display().to_string(), &pid]);
+    expect_one_line_error(&out, &["not a HotSpot JVM", &pid]);
+    assert!(sleeper.try_wait().unwrap().is_none(), "sleep died");
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
 }

@@ -24,6 +24,8 @@
 
 pub mod proto;
 mod sys;
+
+pub use sys::effective_ids;
 pub mod target;
 
 use std::fmt;
