@@ -216,6 +216,10 @@ fn dump_target(name: &'static str, kind: DumpKind) -> Target {
 
 #[test]
 fn fuzz_dump_ours() {
+    harness::isolated("fuzz_dump_ours", fuzz_dump_ours_body);
+}
+
+fn fuzz_dump_ours_body() {
     harness::run(
         &dump_target("fuzz_dump_ours", DumpKind::Ours),
         &Settings::from_env(),
@@ -225,12 +229,20 @@ fn fuzz_dump_ours() {
 
 #[test]
 fn fuzz_dump_jemalloc() {
+    harness::isolated("fuzz_dump_jemalloc", fuzz_dump_jemalloc_body);
+}
+
+fn fuzz_dump_jemalloc_body() {
     let target = dump_target("fuzz_dump_jemalloc", DumpKind::Jemalloc);
     harness::run(&target, &Settings::from_env()).assert_ok();
 }
 
 #[test]
 fn fuzz_dump_gperftools() {
+    harness::isolated("fuzz_dump_gperftools", fuzz_dump_gperftools_body);
+}
+
+fn fuzz_dump_gperftools_body() {
     let target = dump_target("fuzz_dump_gperftools", DumpKind::Gperftools);
     harness::run(&target, &Settings::from_env()).assert_ok();
 }
@@ -265,6 +277,10 @@ fn check_perf_map(data: &[u8]) {
 
 #[test]
 fn fuzz_perf_map() {
+    harness::isolated("fuzz_perf_map", fuzz_perf_map_body);
+}
+
+fn fuzz_perf_map_body() {
     let seeds: Vec<Vec<u8>> = read_dir_files(&crate_dir().join("tests/fuzz/seeds"))
         .into_iter()
         .chain(read_dir_files(&crate_dir().join("tests/data")))
@@ -323,6 +339,10 @@ fn check_conf(data: &[u8]) {
 
 #[test]
 fn fuzz_jeprof_conf() {
+    harness::isolated("fuzz_jeprof_conf", fuzz_jeprof_conf_body);
+}
+
+fn fuzz_jeprof_conf_body() {
     let seeds: Vec<Vec<u8>> = [
         "prof_prefix:/tmp/prof/app,lg_prof_sample:19",
         "prof_prefix:/tmp/a/b,lg_prof_sample:0,prof_final:false,lg_prof_interval:20,\
@@ -538,6 +558,10 @@ fn check_object(data: &[u8], dir: &Path) {
 
 #[test]
 fn fuzz_symbolize() {
+    harness::isolated("fuzz_symbolize", fuzz_symbolize_body);
+}
+
+fn fuzz_symbolize_body() {
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-elf.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -568,6 +592,93 @@ fn fuzz_symbolize() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     report.assert_ok();
+}
+
+/// Found by `fuzz_symbolize`: a compressed debug section (`SHF_COMPRESSED`, zlib) whose header
+/// claims more bytes than its data holds. The claim was reserved and zero-filled before
+/// inflating (a 4 MiB libc debug file claiming 600 MiB took 600 MiB and a second; a claim of
+/// half the machine's memory would take it). Now the buffer grows with what the data really
+/// inflates to, and a section whose size does not match its claim is left out.
+#[test]
+fn compressed_section_claiming_too_much() {
+    harness::isolated(
+        "compressed_section_claiming_too_much",
+        compressed_section_claiming_too_much_body,
+    );
+}
+
+fn compressed_section_claiming_too_much_body() {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fuzz-claim.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("leak-gz");
+    let built = std::process::Command::new("gcc")
+        .args(["-g", "-O2", "-gz", "-pthread", "-o"])
+        .arg(&path)
+        .arg(crate_dir().join("tests/fuzz/seeds/leak.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot run under CI: gcc (with -gz) is missing (a missing install step in .ci/run)"
+        );
+        eprintln!("SKIPPED compressed_section_claiming_too_much: gcc -gz failed");
+        return;
+    }
+    let original = std::fs::read(&path).unwrap();
+    let le = object::Endianness::Little;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(&*original).unwrap();
+    let sections = header.sections(le, &*original).unwrap();
+    let info = sections
+        .iter()
+        .find(|s| sections.section_name(le, s).unwrap() == b".debug_info")
+        .unwrap();
+    assert_ne!(
+        info.sh_flags(le).0 & 0x800,
+        0,
+        ".debug_info is not compressed"
+    );
+    // Elf64_Chdr: ch_type (1 = zlib), reserved, ch_size.
+    let chdr = info.sh_offset(le) as usize;
+    assert_eq!(&original[chdr..chdr + 4], &1u32.to_le_bytes());
+    let real = u64::from_le_bytes(original[chdr + 8..chdr + 16].try_into().unwrap());
+    let leak_small = {
+        use object::{Object, ObjectSymbol};
+        let file = object::File::parse(&*original).unwrap();
+        let symbol = file.symbols().find(|s| s.name() == Ok("leak_small"));
+        symbol.unwrap().address() + 4
+    };
+    let names = |data: &[u8]| -> Vec<String> {
+        let file = object::File::parse(data).unwrap();
+        let sections = dwarf::Sections::load(&file);
+        let context = sections.as_ref().and_then(|s| s.context());
+        let frames = context.map(|c| dwarf::frames(&c, leak_small));
+        frames
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|f| f.function)
+            .collect()
+    };
+    // The file as built: its compressed DWARF is read.
+    assert!(names(&original).iter().any(|n| n == "leak_small"));
+    for claim in [
+        1u64 << 30,
+        1 << 40,
+        u64::MAX,
+        real * 20,
+        real + 1,
+        real - 1,
+        0,
+    ] {
+        let mut data = original.clone();
+        data[chdr + 8..chdr + 16].copy_from_slice(&claim.to_le_bytes());
+        let (found, peak) = harness::measure(|| names(&data));
+        assert!(peak < 4 << 20, "claim {claim}: {peak} bytes allocated");
+        assert!(found.is_empty(), "claim {claim}: {found:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // The harness itself: each kind of failure is caught and reported (a fuzz test that cannot
@@ -605,6 +716,13 @@ fn has_bad(data: &[u8]) -> bool {
 
 #[test]
 fn planted_panic_is_caught_and_minimized() {
+    harness::isolated(
+        "planted_panic_is_caught_and_minimized",
+        planted_panic_is_caught_and_minimized_body,
+    );
+}
+
+fn planted_panic_is_caught_and_minimized_body() {
     let report = planted(
         Arc::new(|data: &[u8]| assert!(!has_bad(data), "planted panic")),
         Duration::from_secs(2),
@@ -621,6 +739,10 @@ fn planted_panic_is_caught_and_minimized() {
 
 #[test]
 fn planted_hang_is_caught() {
+    harness::isolated("planted_hang_is_caught", planted_hang_is_caught_body);
+}
+
+fn planted_hang_is_caught_body() {
     let report = planted(
         Arc::new(|data: &[u8]| {
             if has_bad(data) {
@@ -635,6 +757,10 @@ fn planted_hang_is_caught() {
 
 #[test]
 fn planted_blowup_is_caught() {
+    harness::isolated("planted_blowup_is_caught", planted_blowup_is_caught_body);
+}
+
+fn planted_blowup_is_caught_body() {
     let report = planted(
         Arc::new(|data: &[u8]| {
             if has_bad(data) {

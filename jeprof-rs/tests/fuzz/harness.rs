@@ -20,7 +20,8 @@
 //!   blow-up never reaches the machine's memory.
 //!
 //! Failing inputs are saved under `target/tmp/fuzz-failures/`, with a minimized copy for text
-//! targets. Fuzz targets run one at a time (the allocator's counters are process-wide).
+//! targets. Each fuzz test runs in a child process of its own ([`isolated`]): the allocator's
+//! counters are process-wide.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -272,10 +273,9 @@ impl Report {
         )
     }
 
-    /// Print the summary (to stderr, not captured: the counts show in every test run) and
-    /// fail with the failing input's description.
+    /// Print the summary and fail with the failing input's description.
     pub fn assert_ok(&self) {
-        let _ = writeln!(std::io::stderr(), "{}", self.summary());
+        eprintln!("{}", self.summary());
         if let Some((index, failure, saved)) = &self.failure {
             let saved: Vec<String> = saved.iter().map(|p| p.display().to_string()).collect();
             panic!(
@@ -289,6 +289,39 @@ impl Report {
             );
         }
     }
+}
+
+/// Run the test `name` (this function's caller) in a child process of its own: the
+/// allocator's counters are process-wide, so no other test may allocate while an input is
+/// measured, and an input that aborts the process (an infallible allocation refused) must not
+/// take the other tests down with it. The child is this test binary, asked to run that one
+/// test; in the child, `body` runs.
+pub fn isolated(name: &str, body: impl FnOnce()) {
+    if std::env::var_os("JEPROF_FUZZ_CHILD").is_some() {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let output = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("JEPROF_FUZZ_CHILD", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} failed in its child process ({}):\n{stdout}{stderr}",
+        output.status
+    );
+    // The counts, also when the parent captures the test's output.
+    let summary: String = stderr
+        .lines()
+        .filter(|l| l.starts_with("fuzz ") || l.starts_with("SKIPPED"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let _ = std::io::stderr().write_all(summary.as_bytes());
 }
 
 /// One fuzz target at a time: the allocator's counters are shared by the whole process.
@@ -368,6 +401,16 @@ fn spawn_worker(check: Check) -> (mpsc::Sender<Job>, mpsc::Receiver<Outcome>) {
         })
         .expect("spawn fuzz worker");
     (job_tx, out_rx)
+}
+
+/// Run `f` alone (no fuzz target at the same time) and return its result with the peak of the
+/// heap bytes it added.
+pub fn measure<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = CURRENT.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    let result = f();
+    (result, PEAK.load(Relaxed).saturating_sub(base))
 }
 
 /// Runs inputs on a worker, replacing the worker after a hang.
