@@ -416,7 +416,7 @@ fn elf_seeds(dir: &Path) -> Option<Vec<ElfSeed>> {
             .arg(&source);
         cmd.args(extra);
         match cmd.status() {
-            Ok(s) if s.success() => seeds.push(ElfSeed::new(std::fs::read(&path).unwrap())),
+            Ok(s) if s.success() => seeds.push(ElfSeed::new(std::fs::read(&path).unwrap(), 4)),
             Ok(_) if extra.is_some() => {} // a gcc/ld without zlib support
             _ => return None,
         }
@@ -435,7 +435,8 @@ fn elf_seeds(dir: &Path) -> Option<Vec<ElfSeed>> {
         let p = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
         std::fs::read(p).ok()
     }) {
-        seeds.push(ElfSeed::new(debug));
+        // 4 MiB of compressed DWARF 5, about 100 times slower per input than leak.c's.
+        seeds.push(ElfSeed::new(debug, 1));
     } else {
         eprintln!(
             "fuzz_symbolize: no libc debug file (apt-get install libc6-dbg); fuzzing without it"

@@ -151,12 +151,17 @@ pub struct TextFormat {
     pub tokens: &'static [&'static str],
 }
 
+/// Largest text input: enough for a line of a million frames.
+const MAX_TEXT: usize = 4 << 20;
+
 /// 1 to 4 stacked mutations of one seed, sometimes spliced with another.
 pub fn text(rng: &mut Rng, seeds: &[Vec<u8>], format: &TextFormat) -> Vec<u8> {
     let mut data = rng.pick(seeds).clone();
     let rounds = rng.small(4);
     for _ in 0..rounds {
         text_once(rng, &mut data, seeds, format);
+        // Long lines and repeated lines multiply: keep inputs to a few MiB.
+        data.truncate(MAX_TEXT);
     }
     data
 }
@@ -197,6 +202,7 @@ fn text_once(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>], format: &Text
             let copy = data[s..e].to_vec();
             let at = if rng.chance(2) { e } else { rng.pick(&lines).0 };
             let times = if rng.chance(8) { rng.small(1000) } else { 1 };
+            let times = times.min(MAX_TEXT / copy.len().max(1)).max(1);
             let block: Vec<u8> = copy
                 .iter()
                 .copied()
@@ -313,6 +319,8 @@ fn text_once(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>], format: &Text
 /// An ELF seed with the byte ranges worth aiming at.
 pub struct ElfSeed {
     pub bytes: Vec<u8>,
+    /// How often this seed is picked, relative to the others (a big file costs more per input).
+    pub weight: u32,
     /// `(weight, start, end)`: headers, section headers, debug sections, `.eh_frame`, symbols.
     pub regions: Vec<(u32, usize, usize)>,
     /// Offsets of the 64-byte section headers, debug and symbol sections first.
@@ -320,7 +328,7 @@ pub struct ElfSeed {
 }
 
 impl ElfSeed {
-    pub fn new(bytes: Vec<u8>) -> ElfSeed {
+    pub fn new(bytes: Vec<u8>, weight: u32) -> ElfSeed {
         use object::read::elf::{FileHeader, SectionHeader};
         let mut regions = vec![(4, 0, 64.min(bytes.len()))];
         let mut section_headers = Vec::new();
@@ -372,6 +380,7 @@ impl ElfSeed {
         regions.retain(|&(_, s, e)| s < e && e <= bytes.len());
         ElfSeed {
             bytes,
+            weight,
             regions,
             section_headers,
         }
@@ -413,7 +422,16 @@ fn read_le(data: &[u8], at: usize, width: usize) -> u64 {
 
 /// One to three mutations of one ELF seed.
 pub fn elf(rng: &mut Rng, seeds: &[ElfSeed]) -> Vec<u8> {
-    let seed = rng.pick(seeds);
+    let total: u32 = seeds.iter().map(|s| s.weight).sum();
+    let mut w = rng.below(total.max(1) as usize) as u32;
+    let seed = seeds
+        .iter()
+        .find(|s| {
+            let hit = w < s.weight;
+            w = w.saturating_sub(s.weight);
+            hit
+        })
+        .unwrap_or(&seeds[0]);
     let mut data = seed.bytes.clone();
     for _ in 0..1 + rng.small(3) / 2 {
         elf_once(rng, &mut data, seed);
