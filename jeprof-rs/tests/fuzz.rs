@@ -36,7 +36,7 @@ use std::time::Duration;
 use harness::{Failure, Settings, Target};
 use jeprof_rs::maps::{self, MapTable};
 use jeprof_rs::measure::Measure;
-use jeprof_rs::report::{collapsed, top};
+use jeprof_rs::report::{collapsed, diff, pprof, top, trend};
 use jeprof_rs::symbolize::{self, dwarf, elf, perfmap::PerfMap};
 use jeprof_rs::{reader, resolve};
 use mutate::{ElfSeed, Rng, TextFormat};
@@ -183,6 +183,38 @@ fn check_profile(data: &[u8]) {
                     false,
                 ));
             }
+            // Against itself: diff, a two-dump trend (the dump's own time, if any, then a
+            // second later), and the pprof encoding of the original, mappings included.
+            let rows = diff::compute(
+                &analysis.tables,
+                stacks,
+                stacks,
+                Measure::InuseSpace,
+                top::By::Function,
+            );
+            let _ = diff::to_text(&rows, 10, Measure::InuseSpace, false);
+            let t0 = profile.time().unwrap_or(0.0);
+            let points = [
+                trend::Point { time: t0, stacks },
+                trend::Point {
+                    time: t0 + 1.0,
+                    stacks,
+                },
+            ];
+            let rows = trend::compute(
+                &analysis.tables,
+                &points,
+                Measure::AllocSpace,
+                top::By::Library,
+            );
+            let _ = trend::to_text(&rows, 10, Measure::AllocSpace, true, 2, false);
+            let _ = pprof::encode(
+                &analysis.tables,
+                stacks,
+                &table,
+                &analysis.build_ids,
+                &profile,
+            );
         }
         Err(e) => {
             let newlines = data.iter().filter(|&&b| b == b'\n').count();
