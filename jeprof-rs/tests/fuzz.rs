@@ -514,7 +514,13 @@ fn probes(data: &[u8], path: &Path) -> (Vec<maps::Mapping>, Vec<u64>, Vec<u64>) 
             .take(4096)
             .collect();
         let step = (symbols.len() / 12).max(1);
-        svmas.extend(symbols.iter().step_by(step).take(12).map(|a| a + 4));
+        svmas.extend(
+            symbols
+                .iter()
+                .step_by(step)
+                .take(12)
+                .map(|a| a.wrapping_add(4)),
+        );
         for &svma in &svmas {
             if let Some(s) = segments
                 .iter()
@@ -573,7 +579,7 @@ fn check_object(data: &[u8], dir: &Path) {
     for m in &mappings {
         let _ = elf::mismatch(m, data.len() as u64, &segments);
         for &a in &addrs {
-            let _ = elf::to_svma(m, a - 1, &segments);
+            let _ = elf::to_svma(m, a.wrapping_sub(1), &segments);
         }
     }
     let symtab = elf::SymbolTable::new(&file, false);

@@ -323,8 +323,10 @@ pub struct ElfSeed {
     pub weight: u32,
     /// `(weight, start, end)`: headers, section headers, debug sections, `.eh_frame`, symbols.
     pub regions: Vec<(u32, usize, usize)>,
-    /// Offsets of the 64-byte section headers, debug and symbol sections first.
+    /// Offsets of the 64-byte section headers of the debug and symbol sections.
     pub section_headers: Vec<usize>,
+    /// Offsets of the 56-byte program headers.
+    pub program_headers: Vec<usize>,
 }
 
 impl ElfSeed {
@@ -332,11 +334,13 @@ impl ElfSeed {
         use object::read::elf::{FileHeader, SectionHeader};
         let mut regions = vec![(4, 0, 64.min(bytes.len()))];
         let mut section_headers = Vec::new();
+        let mut program_headers = Vec::new();
         let le = object::Endianness::Little;
         if let Ok(header) = object::elf::FileHeader64::<object::Endianness>::parse(&*bytes) {
             let phoff = header.e_phoff(le) as usize;
             let phnum = header.e_phnum(le) as usize;
             regions.push((2, phoff, phoff + 56 * phnum));
+            program_headers.extend((0..phnum).map(|i| phoff + 56 * i));
             let shoff = header.e_shoff(le) as usize;
             let shnum = header.e_shnum(le) as usize;
             regions.push((6, shoff, shoff + 64 * shnum));
@@ -383,6 +387,7 @@ impl ElfSeed {
             weight,
             regions,
             section_headers,
+            program_headers,
         }
     }
 }
@@ -462,7 +467,7 @@ fn elf_once(rng: &mut Rng, data: &mut Vec<u8>, seed: &ElfSeed) {
         return;
     }
     let at = start + rng.below(end - start);
-    match rng.below(12) {
+    match rng.below(13) {
         // Flip a few bits.
         0 | 1 => {
             for _ in 0..rng.small(8) {
@@ -489,6 +494,19 @@ fn elf_once(rng: &mut Rng, data: &mut Vec<u8>, seed: &ElfSeed) {
             };
             write_le(data, sh + field, width, value);
         }
+        // A field of a program header: type, flags (PF_X), offset, address, sizes, alignment.
+        10 | 11 if !seed.program_headers.is_empty() && rng.chance(2) => {
+            let ph = *rng.pick(&seed.program_headers);
+            let (field, width) =
+                *rng.pick(&[(0, 4), (4, 4), (8, 8), (16, 8), (32, 8), (40, 8), (48, 8)]);
+            let old = read_le(data, ph + field, width);
+            let value = if field == 4 && rng.chance(2) {
+                old ^ 1
+            } else {
+                field_value(rng, old, file_len)
+            };
+            write_le(data, ph + field, width, value);
+        }
         // Turn a debug section into a "compressed" one claiming some uncompressed size.
         7 if !seed.section_headers.is_empty() => {
             let sh = *rng.pick(&seed.section_headers);
@@ -513,7 +531,7 @@ fn elf_once(rng: &mut Rng, data: &mut Vec<u8>, seed: &ElfSeed) {
             data[at..at + n].copy_from_slice(&chunk);
         }
         // Truncate inside the region.
-        10 if rng.chance(4) => data.truncate(at),
+        12 if rng.chance(4) => data.truncate(at),
         // Delete or insert bytes (shifts everything after).
         _ => {
             if rng.chance(2) {
