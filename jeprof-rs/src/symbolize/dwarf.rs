@@ -51,14 +51,16 @@ impl<'data> Sections<'data> {
     }
 }
 
-/// Largest ratio of uncompressed to compressed size that zlib can reach (about 1032:1).
+/// Largest ratio of uncompressed to compressed size that zlib can reach (about 1032:1; DWARF
+/// compresses 3 to 10 times).
 const MAX_RATIO: u64 = 1032;
 
 /// A section's bytes, decompressed if need be, or `None` if they cannot be had. The size a
-/// compressed section claims is read from the file, so it is not trusted for allocating (a
-/// claim of terabytes, or of 20 times the real size, used to be reserved and zero-filled up
-/// front): zlib data is inflated into a buffer that grows with what it really produces, up to
-/// the claim; other formats are decompressed only when the data could produce the claim.
+/// compressed section claims is read from the file, so it is not trusted for allocating (any
+/// claim the allocator would grant, 20 times the real size or half the machine's memory, used
+/// to be reserved and zero-filled before inflating): zlib data is inflated into a buffer that
+/// grows with what it really produces, up to the claim; other formats (zstd) are decompressed
+/// only when the claim is at most [`MAX_RATIO`] times the compressed size.
 fn uncompressed<'data>(section: &impl ObjectSection<'data>) -> Option<Cow<'data, [u8]>> {
     let compressed = section.compressed_data().ok()?;
     match compressed.format {
