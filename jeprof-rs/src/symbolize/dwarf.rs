@@ -3,9 +3,10 @@
 //! [`Sections`]), so nothing is copied for uncompressed debug info.
 
 use std::borrow::Cow;
+use std::io::Read;
 
 use addr2line::gimli::{self, EndianSlice, RunTimeEndian};
-use object::{Object, ObjectSection};
+use object::{CompressionFormat, Object, ObjectSection};
 
 use crate::demangle::demangle;
 use crate::symbolize::SymFrame;
@@ -35,7 +36,7 @@ impl<'data> Sections<'data> {
         let sections = gimli::DwarfSections::load(|id: gimli::SectionId| -> Result<_, ()> {
             let data = file
                 .section_by_name(id.name())
-                .and_then(|s| s.uncompressed_data().ok())
+                .and_then(|s| uncompressed(&s))
                 .unwrap_or(Cow::Borrowed(&[][..]));
             Ok(data)
         })
@@ -47,6 +48,36 @@ impl<'data> Sections<'data> {
     pub fn context(&self) -> Option<Context<'_>> {
         let dwarf = self.sections.borrow(|s| EndianSlice::new(s, self.endian));
         addr2line::Context::from_dwarf(dwarf).ok()
+    }
+}
+
+/// Largest ratio of uncompressed to compressed size that zlib can reach (about 1032:1; DWARF
+/// compresses 3 to 10 times).
+const MAX_RATIO: u64 = 1032;
+
+/// A section's bytes, decompressed if need be, or `None` if they cannot be had. The size a
+/// compressed section claims is read from the file, so it is not trusted for allocating (any
+/// claim the allocator would grant, 20 times the real size or half the machine's memory, used
+/// to be reserved and zero-filled before inflating): zlib data is inflated into a buffer that
+/// grows with what it really produces, up to the claim; other formats (zstd) are decompressed
+/// only when the claim is at most [`MAX_RATIO`] times the compressed size.
+fn uncompressed<'data>(section: &impl ObjectSection<'data>) -> Option<Cow<'data, [u8]>> {
+    let compressed = section.compressed_data().ok()?;
+    match compressed.format {
+        CompressionFormat::None => Some(Cow::Borrowed(compressed.data)),
+        CompressionFormat::Zlib => {
+            let claim = compressed.uncompressed_size;
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(compressed.data)
+                .take(claim.saturating_add(1))
+                .read_to_end(&mut out)
+                .ok()?;
+            (out.len() as u64 == claim).then_some(Cow::Owned(out))
+        }
+        _ if compressed.uncompressed_size / MAX_RATIO <= compressed.data.len() as u64 => {
+            compressed.decompress().ok()
+        }
+        _ => None,
     }
 }
 
