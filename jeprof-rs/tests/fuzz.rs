@@ -193,11 +193,16 @@ fn check_profile(data: &[u8]) {
                 top::By::Function,
             );
             let _ = diff::to_text(&rows, 10, Measure::InuseSpace, false);
-            let t0 = profile.time().unwrap_or(0.0);
+            let t0 = profile.time();
             let points = [
-                trend::Point { time: t0, stacks },
                 trend::Point {
-                    time: t0 + 1.0,
+                    time: t0,
+                    period: 1.0,
+                    stacks,
+                },
+                trend::Point {
+                    time: t0.map(|t| t + 1.0),
+                    period: 1.0,
                     stacks,
                 },
             ];
@@ -207,7 +212,7 @@ fn check_profile(data: &[u8]) {
                 Measure::AllocSpace,
                 top::By::Library,
             );
-            let _ = trend::to_text(&rows, 10, Measure::AllocSpace, true, 2, false);
+            let _ = rows.to_text(10, Measure::AllocSpace, true);
             let _ = pprof::encode(
                 &analysis.tables,
                 stacks,

@@ -23,7 +23,14 @@ fn attach_during_an_allocation_storm() {
             "round {round}: {}",
             out.report()
         );
-        let kept: i64 = out.stdout.trim().rsplit('=').next().unwrap().parse().unwrap();
+        let kept: i64 = out
+            .stdout
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let finals: Vec<DumpFile> = dumps_in(&out_dir, "jeprof")
             .into_iter()
             .filter(|d| d.tag == "f" && !d.mmap)
@@ -31,7 +38,12 @@ fn attach_during_an_allocation_storm() {
         assert_eq!(finals.len(), 1, "round {round}: {finals:?}");
         read_heap(&finals[0].path); // whole and parsable
         let t = top(&finals[0].path, &[]);
-        assert_eq!(t.flat("churn_site"), (0, 0), "round {round}: {}", t.render());
+        assert_eq!(
+            t.flat("churn_site"),
+            (0, 0),
+            "round {round}: {}",
+            t.render()
+        );
         let (bytes, objs) = t.flat("keep_site");
         assert!(
             objs > 0 && objs <= kept && bytes == 100 * objs,

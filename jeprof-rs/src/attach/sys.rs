@@ -13,44 +13,17 @@
 //! connected socket back over another socket; a thread is simpler and as contained.
 #![allow(unsafe_code)]
 
+pub use crate::sys::PidFd;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
-/// `pidfd_open(pid, 0)`: a file descriptor for the process that has `pid` now. `Ok(None)` on a
-/// kernel without pidfds (before 5.3).
-pub fn pidfd_open(pid: i32) -> io::Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open takes two integers and touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOSYS) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
-}
-
-/// `pidfd_send_signal(pidfd, signal, NULL, 0)`. Signal 0 only checks that the process lives
-/// (ESRCH once it has exited, even if it is a zombie not yet reaped).
-pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is open for the duration of the call (borrowed), the info pointer
-    // is NULL (the kernel then fills in our own), flags are 0.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// `pidfd_open(pid, 0)` ([`crate::sys::PidFd`]): a handle on the process that has `pid` now.
+/// `Ok(None)` on a kernel without pidfds (before 5.3).
+pub fn pidfd_open(pid: i32) -> io::Result<Option<PidFd>> {
+    match PidFd::open(pid) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -5,7 +5,6 @@
 //! Everything here reads `/proc/<pid>/…`; nothing is sent to the process. The parsers are
 //! plain functions over text so they can be tested without a process.
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use super::AttachError;
@@ -214,7 +213,7 @@ pub struct Target {
     pub egid: u32,
     pub groups: Vec<u32>,
     /// Opened before any check: a signal through it can only reach this process.
-    pub pidfd: Option<OwnedFd>,
+    pub pidfd: Option<sys::PidFd>,
     /// Start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`), to re-check the
     /// pid before a `kill` when the kernel has no pidfds.
     pub start_time: Option<u64>,
@@ -362,7 +361,7 @@ impl Target {
     /// passes, the pid cannot have been reused).
     pub fn alive(&self) -> bool {
         let same = match &self.pidfd {
-            Some(fd) => sys::pidfd_send_signal(fd, 0).is_ok(),
+            Some(fd) => fd.send(0).is_ok(),
             None => read_start_time(self.pid) == self.start_time && self.start_time.is_some(),
         };
         same && std::fs::read_to_string(proc_path(self.pid, "stat"))
@@ -375,7 +374,7 @@ impl Target {
     /// Send SIGQUIT, through the pidfd when there is one.
     pub fn send_sigquit(&self) -> std::io::Result<()> {
         match &self.pidfd {
-            Some(fd) => sys::pidfd_send_signal(fd, libc::SIGQUIT),
+            Some(fd) => fd.send(libc::SIGQUIT),
             None => {
                 if self.start_time.is_none() || read_start_time(self.pid) != self.start_time {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
