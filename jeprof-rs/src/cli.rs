@@ -401,31 +401,32 @@ pub fn rss_of(loaded: &Loaded, mmap: Option<usize>) -> Result<rss::Report, &'sta
 }
 
 /// Resident bytes by row for a mappings profile (`None` for a heap profile).
-fn resident_of(
-    loaded: &Loaded,
-    i: usize,
-    filter: &Filter,
-    by: By,
-) -> Option<top::Resident> {
+fn resident_of(loaded: &Loaded, i: usize, filter: &Filter, by: By) -> Option<top::Resident> {
+    let stacks = resident_stacks(loaded, i)?;
+    let stacks = filter.apply(&loaded.analysis.tables, stacks);
+    Some(top::resident_rows(&loaded.analysis.tables, &stacks, by))
+}
+
+/// The stacks of profile `i` with their resident bytes as in-use bytes, when it records them.
+pub fn resident_stacks(loaded: &Loaded, i: usize) -> Option<Vec<Stack>> {
     let per_sample = loaded.profiles[i].resident_by_sample();
     if per_sample.is_empty() {
         return None;
     }
-    let stacks: Vec<Stack> = loaded.analysis.stacks[i]
-        .iter()
-        .zip(&per_sample)
-        .map(|(s, &r)| {
-            let mut s = s.clone();
-            s.values = crate::profile::Values {
-                inuse_bytes: r as f64,
-                inuse_objects: s.values.inuse_objects,
-                ..Default::default()
-            };
-            s
-        })
-        .collect();
-    let stacks = filter.apply(&loaded.analysis.tables, stacks);
-    Some(top::resident_rows(&loaded.analysis.tables, &stacks, by))
+    Some(
+        loaded.analysis.stacks[i]
+            .iter()
+            .zip(&per_sample)
+            .map(|(s, &r)| Stack {
+                values: crate::profile::Values {
+                    inuse_bytes: r as f64,
+                    inuse_objects: s.values.inuse_objects,
+                    ..Default::default()
+                },
+                ..s.clone()
+            })
+            .collect(),
+    )
 }
 
 pub fn cmd_top(a: TopArgs, out: &mut dyn Write) -> Result<i32, Error> {

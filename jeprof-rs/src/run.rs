@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::measure::Measure;
 use crate::profile::DumpName;
 use crate::report::top::{self, By};
+use crate::report::{leading, rss};
 
 /// The preload's file name.
 pub const PRELOAD_NAME: &str = "libjeprof_preload.so";
@@ -129,7 +130,7 @@ pub fn pick(dumps: &[(DumpName, PathBuf)], pid: u32, mmap: bool) -> Option<&Path
         .map(|(_, p)| p)
 }
 
-pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let preload = find_preload(args.preload.as_deref())?;
     let dir = args.out.clone().unwrap_or_else(default_out_dir);
     std::fs::create_dir_all(&dir)
@@ -178,11 +179,8 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
     };
 
     let dumps = list_dumps(&dir);
-    let mut err = std::io::stderr().lock();
-    let mut say = |s: String| {
-        let _ = err.write_all(s.as_bytes());
-    };
-    say(format!(
+    let mut text = String::new();
+    text.push_str(&format!(
         "jeprof-rs: {program} (pid {pid}) exited with status {code}; dumps in {}\n",
         dir.display()
     ));
@@ -190,62 +188,98 @@ pub fn run(args: &RunArgs, _out: &mut dyn Write) -> Result<i32, Error> {
     // wrappers' subshells) are listed when few, counted when many.
     let (mine, others): (Vec<_>, Vec<_>) = dumps.iter().partition(|(d, _)| d.pid == pid);
     for (_, p) in &mine {
-        say(format!("  {}\n", p.display()));
+        text.push_str(&format!("  {}\n", p.display()));
     }
     let mut other_pids: Vec<u32> = others.iter().map(|(d, _)| d.pid).collect();
     other_pids.dedup();
     if others.len() <= 4 {
         for (_, p) in &others {
-            say(format!(
+            text.push_str(&format!(
                 "  {} (another process, e.g. a forked child)\n",
                 p.display()
             ));
         }
     } else {
-        say(format!(
+        text.push_str(&format!(
             "  and {} dumps from {} other processes (forked children or programs it ran)\n",
             others.len(),
             other_pids.len()
         ));
     }
     let Some(heap) = pick(&dumps, pid, false) else {
-        say(format!(
-            "jeprof-rs: no dump from pid {pid} in {} (did {} load? is the program statically linked?)\n",
+        write_text(out, &text)?;
+        eprintln!(
+            "jeprof-rs: no dump from pid {pid} in {} (did {} load? is the program statically linked?)",
             dir.display(),
             PRELOAD_NAME
-        ));
+        );
         return Ok(code);
     };
-    let select = SelectArgs::default();
-    let mut report = |path: &Path, what: &str| -> Result<(), Error> {
-        let loaded = crate::cli::load(&[path], &select)?;
-        let stacks = &loaded.analysis.stacks[0];
-        if what == "mmap" && stacks.is_empty() {
-            return Ok(());
-        }
-        let t = top::compute(
-            &loaded.analysis.tables,
-            stacks,
-            Measure::InuseSpace,
-            By::Function,
-        );
-        say(format!("\n{what} in use at exit ({}):\n", path.display()));
-        say(top::to_text(&t, args.n, args.exact));
-        if what == "heap" {
-            let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
-            say(crate::report::memory::summary(&mem, t.total_bytes));
-        }
-        Ok(())
-    };
-    if let Err(e) = report(heap, "heap") {
-        eprintln!("jeprof-rs: {e}");
+    match report(heap, pick(&dumps, pid, true), args) {
+        Ok(r) => text.push_str(&r),
+        Err(e) => eprintln!("jeprof-rs: {e}"),
     }
-    if let Some(mmap) = pick(&dumps, pid, true)
-        && let Err(e) = report(mmap, "mmap")
-    {
-        eprintln!("jeprof-rs: {e}");
-    }
+    write_text(out, &text)?;
     Ok(code)
+}
+
+fn write_text(out: &mut dyn Write, text: &str) -> Result<(), Error> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io(Path::new("<stdout>"), "cannot write", e))
+}
+
+/// The report of a heap dump and its mmap sibling: first the leading sites and the RSS in a
+/// few lines, then the full tables.
+fn report(heap: &Path, mmap: Option<&PathBuf>, args: &RunArgs) -> Result<String, Error> {
+    let select = SelectArgs::default();
+    let mut paths = vec![heap];
+    paths.extend(mmap.map(PathBuf::as_path));
+    let loaded = crate::cli::load(&paths, &select)?;
+    let tables = &loaded.analysis.tables;
+    let stacks = &loaded.analysis.stacks[0];
+    let t = top::compute(tables, stacks, Measure::InuseSpace, By::Function);
+    let mut text = String::new();
+    text.push_str(&format!("\nIn use at exit ({}):\n", heap.display()));
+    let sites = leading::compute(tables, stacks);
+    text.push_str(&leading::to_text(&sites, 5, t.total_bytes, args.exact));
+    match crate::cli::rss_of(&loaded, mmap.map(|_| 1)) {
+        Ok(r) => {
+            text.push_str(&rss::summary(&r));
+            text.push_str(&format!(
+                "  (jeprof-rs rss {} explains every row)\n",
+                heap.display()
+            ));
+        }
+        Err(why) => text.push_str(&format!("(no RSS breakdown: {why})\n")),
+    }
+    text.push_str(&format!("\nheap in use at exit ({}):\n", heap.display()));
+    text.push_str(&top::to_text(&t, args.n, args.exact));
+    let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
+    text.push_str(&crate::report::memory::summary(&mem, t.total_bytes));
+    if let Some(mmap) = mmap {
+        let mstacks = &loaded.analysis.stacks[1];
+        if !mstacks.is_empty() {
+            let mt = top::compute(tables, mstacks, Measure::InuseSpace, By::Function);
+            let resident = resident_rows(&loaded, 1);
+            text.push_str(&format!(
+                "\nmappings at exit, mapped and resident ({}):\n",
+                mmap.display()
+            ));
+            text.push_str(&top::to_text_with(&mt, args.n, args.exact, resident.as_ref()));
+        }
+    }
+    Ok(text)
+}
+
+/// Resident bytes by row of profile `i` (a mappings profile), when it records them.
+fn resident_rows(loaded: &crate::cli::Loaded, i: usize) -> Option<top::Resident> {
+    let stacks = crate::cli::resident_stacks(loaded, i)?;
+    Some(top::resident_rows(
+        &loaded.analysis.tables,
+        &stacks,
+        By::Function,
+    ))
 }
 
 #[cfg(test)]

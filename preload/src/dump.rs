@@ -89,7 +89,7 @@ pub struct DumpBuf {
     pub ids: [sys::ObjectId; 256],
     /// The `/proc/self/smaps` header line of the mapping whose `Rss:` is being read.
     pub head: [u8; 512],
-    /// `mincore` page flags, one byte per page of a chunk of a tracked mapping.
+    /// `/proc/self/pagemap` entries (or `mincore` flags) of a chunk of a tracked mapping.
     pub cores: [u8; 4096],
 }
 
@@ -341,13 +341,27 @@ fn write_meta(
     if meta.kind == "heap" {
         write_rss_maps(out, rbuf, head);
     }
+    let pagemap = if meta.ranges.is_empty() {
+        None
+    } else {
+        sys::open_read(c"/proc/self/pagemap")
+    };
     for r in meta.ranges {
-        let resident = sys::resident_pages(r.start, r.end - r.start, cores) * sys::PAGE;
+        let len = r.end - r.start;
+        // Pages mapped in this process (what RSS counts); mincore, which says what is in the
+        // page cache, only when pagemap cannot be read.
+        let pages = pagemap
+            .and_then(|fd| sys::present_pages(fd, r.start, len, cores))
+            .unwrap_or_else(|| sys::resident_pages(r.start, len, cores));
+        let resident = pages * sys::PAGE;
         let _ = writeln!(
             out,
             "# mapped_range {:x}-{:x} {} {}",
             r.start, r.end, resident, r.stack
         );
+    }
+    if let Some(fd) = pagemap {
+        sys::close(fd);
     }
 }
 

@@ -359,6 +359,42 @@ impl Timer {
     }
 }
 
+/// Pages of `addr..addr+len` present in this process's page tables, read from
+/// `/proc/self/pagemap` (`fd`; bit 63 of each page's 8-byte entry) in chunks of `buf.len() / 8`
+/// pages: what RSS counts, for anonymous and file mappings alike. `None` when the file cannot
+/// be read (then [`resident_pages`] is the fallback).
+pub fn present_pages(fd: c_int, addr: usize, len: usize, buf: &mut [u8]) -> Option<usize> {
+    let per = buf.len() / 8;
+    if per == 0 {
+        return None;
+    }
+    let saved = errno();
+    let mut pages = 0;
+    let mut page = addr / PAGE;
+    let end = addr.saturating_add(len).div_ceil(PAGE);
+    while page < end {
+        let n = (end - page).min(per);
+        let want = n * 8;
+        // SAFETY: pread writes at most `want` <= buf.len() bytes into `buf`.
+        let got = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), want, (page * 8) as i64) };
+        if got < 0 {
+            set_errno(saved);
+            return None;
+        }
+        let got = got as usize / 8;
+        pages += buf[..got * 8]
+            .chunks_exact(8)
+            .filter(|e| e[7] & 0x80 != 0)
+            .count();
+        if got < n {
+            break;
+        }
+        page += n;
+    }
+    set_errno(saved);
+    Some(pages)
+}
+
 /// Pages of `addr..addr+len` resident in memory, by `mincore(2)` in chunks of `vec.len()`
 /// pages (one byte each). A chunk the kernel refuses (unmapped meanwhile) counts nothing.
 /// For anonymous memory this is what the process has touched and not given back; for a file

@@ -32,8 +32,18 @@ fn wrapper(name: &str) -> bool {
     n.contains("alloc") || n.contains("operator new") || n.starts_with("os::")
 }
 
+/// Code the JIT made or the interpreter: not a native caller.
+fn is_jit(f: &Frame) -> bool {
+    f.library.as_deref() == Some(JIT_LIBRARY)
+}
+
+/// A compiled Java method as HotSpot's perf map names it (`long demo.Mat.n_Mat(int)`), not a
+/// stub (`StubRoutines (1)`) nor the interpreter.
 fn is_java(f: &Frame) -> bool {
-    f.library.as_deref() == Some(JIT_LIBRARY) && f.function != INTERPRETED
+    is_jit(f)
+        && f.function != INTERPRETED
+        && f.function.contains('.')
+        && !f.function.starts_with("Stub")
 }
 
 /// `void demo.NativeLeakDemo.cacheThumbnail(int)` -> `NativeLeakDemo.cacheThumbnail`.
@@ -71,8 +81,8 @@ fn site_of(tables: &Tables, stack: &Stack) -> Site {
         .iter()
         .enumerate()
         .skip(1)
-        .find(|(i, f)| Some(*i) == jni_at || is_java(f) || !wrapper(&f.function))
-        .filter(|(i, f)| Some(*i) != jni_at && !is_java(f))
+        .find(|(i, f)| Some(*i) == jni_at || is_jit(f) || !wrapper(&f.function))
+        .filter(|(i, f)| Some(*i) != jni_at && !is_jit(f))
         .map(|(_, f)| f.function.clone());
     let class = jni.as_deref().and_then(jni_class);
     let java = frames
@@ -86,6 +96,12 @@ fn site_of(tables: &Tables, stack: &Stack) -> Site {
                 .iter()
                 .find(|f| is_java(f))
                 .map(|f| java_method(&f.function))
+        })
+        .or_else(|| {
+            frames
+                .iter()
+                .any(|f| f.function == INTERPRETED)
+                .then(|| INTERPRETED.to_string())
         });
     Site {
         function: first.map_or_else(|| "[no frames]".to_string(), |f| f.function.clone()),

@@ -3,14 +3,16 @@
 //! Our dumps record the RSS (`# rss_bytes`), glibc's `mallinfo2` figures, every resident
 //! mapping with its resident bytes (`# rss_map` lines, from `/proc/self/smaps`) and, in the
 //! `.mmap.heap` sibling, every range still mapped through mmap/mmap64/mremap with the stack
-//! that mapped it and its resident bytes (`# mapped_range`, measured with `mincore`). Rows:
+//! that mapped it and its resident bytes (`# mapped_range`, from `/proc/self/pagemap`). Rows:
 //!
 //! - `malloc_in_use` by library: the profiled heap (unsampled estimate), grouped by the library
 //!   of the allocating frame (the first frame outside the allocator's wrappers);
 //! - `malloc_free_retained`: resident memory of malloc's own mappings (`[heap]`, glibc's
 //!   64 MiB-aligned arena heaps) that is not in use: free chunks glibc keeps;
 //! - `malloc_overhead`: what glibc counts as in use beyond the profiled bytes (chunk headers,
-//!   rounding; with sampling, also the estimate's error);
+//!   rounding; with sampling, also the estimate's error); when the profile counts more than
+//!   glibc has resident in use, a negative `malloc_not_resident` row instead (blocks never
+//!   touched, or the estimate's excess);
 //! - mappings made through mmap, by what made them (for a JVM: `java_heap`, `gc_structures`,
 //!   `metaspace`, `code_cache`, `jvm_other`, named by HotSpot's functions on the mapping stack;
 //!   otherwise `anon_mapped` by the first frame outside the mmap wrappers);
@@ -91,6 +93,7 @@ struct Acc {
 const ORDER: &[&str] = &[
     "malloc_in_use",
     "malloc_overhead",
+    "malloc_not_resident",
     "malloc_free_retained",
     "java_heap",
     "gc_structures",
@@ -270,9 +273,13 @@ fn thread_stack(v: &RssMap, n: &Neighbours<'_>) -> bool {
 /// The file whose data segment this anonymous mapping extends (`.bss`).
 fn bss_of<'a>(v: &RssMap, n: &Neighbours<'a>) -> Option<&'a str> {
     let b = n.below(v.start)?;
-    (b.is_file() && b.writable)
-        .then_some(b.path.as_deref())
-        .flatten()
+    let path = b.path.as_deref()?;
+    // A loaded object's data segment: the file also has executable code mapped.
+    let loaded = n
+        .sorted
+        .iter()
+        .any(|m| m.executable && m.path.as_deref() == Some(path));
+    (b.is_file() && b.writable && loaded).then_some(path)
 }
 
 /// Explain the RSS of `input.heap`. Errors say what the dump lacks.
@@ -416,6 +423,14 @@ pub fn compute(input: &Input<'_>) -> Result<Report, &'static str> {
                 "glibc: chunk headers and rounding (minus the profile's sampling error)",
                 overhead,
             );
+        } else {
+            // The profile counts more than glibc has resident in use: blocks allocated but
+            // never touched (not resident), or the sampling estimate's error.
+            acc.add(
+                "malloc_not_resident",
+                "in malloc_in_use but not resident: allocated and never touched, or the sampled estimate's excess",
+                overhead,
+            );
         }
         if retained > 64.0 * MIB || retained > in_use {
             hints.push(format!(
@@ -541,6 +556,7 @@ pub fn summary(r: &Report) -> String {
         let kind = match row.category.as_str() {
             "malloc_in_use" => "in use by the program (malloc)",
             "malloc_free_retained" | "malloc_overhead" => "kept by the allocator (free, overhead)",
+            "malloc_not_resident" => "malloc'd but not resident (or sampling error)",
             "java_heap" | "gc_structures" | "metaspace" | "code_cache" | "jvm_other" => {
                 "JVM (heap, GC, metaspace, code)"
             }
