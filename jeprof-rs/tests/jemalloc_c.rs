@@ -216,13 +216,20 @@ fn run_reports_and_passes_exit_status() {
         )
         .output()
         .unwrap();
+    // The report goes to stdout.
+    let report = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "{err}");
-    assert!(err.contains("leak_b") && err.contains("leak_a"), "{err}");
     assert!(
-        err.contains(&format!("{}/jeprof.", out_dir.display())),
-        "{err}"
+        report.contains("leak_b") && report.contains("leak_a"),
+        "{report}\n{err}"
     );
+    assert!(
+        report.contains(&format!("{}/jeprof.", out_dir.display())),
+        "{report}"
+    );
+    // jemalloc's dumps have no RSS records: the report says so in one line.
+    assert!(report.contains("(no RSS breakdown: "), "{report}");
 
     // Killed by a signal: 128 + signal.
     let out = Command::new(bin())

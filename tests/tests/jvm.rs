@@ -325,8 +325,20 @@ fn run_names_compiled_java_frames() {
         .run();
     run.expect_success();
     assert!(
-        run.stderr.contains("pixel_alloc"),
-        "run's report names the leak\n{}",
+        run.stdout.contains("pixel_alloc"),
+        "run's report (stdout) names the leak\n{}",
+        run.report()
+    );
+    // The first screen: the leading site in one line, with its JNI entry.
+    let first = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Leading sites"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        first.contains("pixel_alloc [libfakecv] <- Java_demo_Mat_n_1Mat <- "),
+        "{}",
         run.report()
     );
     let dump = dumps_in(&dumps, "jeprof")

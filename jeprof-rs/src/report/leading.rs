@@ -32,15 +32,16 @@ fn wrapper(name: &str) -> bool {
     n.contains("alloc") || n.contains("operator new") || n.starts_with("os::")
 }
 
-/// Code the JIT made or the interpreter: not a native caller.
-fn is_jit(f: &Frame) -> bool {
+/// Java code, the interpreter or a JIT stub: not a native caller.
+fn runtime(f: &Frame) -> bool {
     f.library.as_deref() == Some(JIT_LIBRARY)
+        && (is_java(f) || f.function == INTERPRETED || f.function.starts_with("Stub"))
 }
 
 /// A compiled Java method as HotSpot's perf map names it (`long demo.Mat.n_Mat(int)`), not a
 /// stub (`StubRoutines (1)`) nor the interpreter.
 fn is_java(f: &Frame) -> bool {
-    is_jit(f)
+    f.library.as_deref() == Some(JIT_LIBRARY)
         && f.function != INTERPRETED
         && f.function.contains('.')
         && !f.function.starts_with("Stub")
@@ -81,8 +82,8 @@ fn site_of(tables: &Tables, stack: &Stack) -> Site {
         .iter()
         .enumerate()
         .skip(1)
-        .find(|(i, f)| Some(*i) == jni_at || is_jit(f) || !wrapper(&f.function))
-        .filter(|(i, f)| Some(*i) != jni_at && !is_jit(f))
+        .find(|(i, f)| Some(*i) == jni_at || runtime(f) || !wrapper(&f.function))
+        .filter(|(i, f)| Some(*i) != jni_at && !runtime(f))
         .map(|(_, f)| f.function.clone());
     let class = jni.as_deref().and_then(jni_class);
     let java = frames
@@ -148,7 +149,12 @@ pub fn compute(tables: &Tables, stacks: &[Stack]) -> Vec<Site> {
 
 /// The line of a site, without the numbers.
 pub fn chain(s: &Site) -> String {
-    let mut out = format!("{} [{}]", s.function, s.library);
+    // `?? in libfoo.so` already names its library.
+    let mut out = if s.function.starts_with("?? in ") {
+        s.function.clone()
+    } else {
+        format!("{} {}", s.function, crate::report::top::bracket(&s.library))
+    };
     for part in [&s.caller, &s.jni, &s.java].into_iter().flatten() {
         if *part != s.function {
             out.push_str(&format!(" <- {part}"));
