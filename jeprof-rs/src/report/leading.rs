@@ -32,10 +32,12 @@ fn wrapper(name: &str) -> bool {
     n.contains("alloc") || n.contains("operator new") || n.starts_with("os::")
 }
 
-/// Java code, the interpreter or a JIT stub: not a native caller.
+/// Java code, the interpreter, a JIT stub, or anonymous code nothing names (JIT code without
+/// a perf map): not a native caller.
 fn runtime(f: &Frame) -> bool {
-    f.library.as_deref() == Some(JIT_LIBRARY)
-        && (is_java(f) || f.function == INTERPRETED || f.function.starts_with("Stub"))
+    f.library.is_none()
+        || f.library.as_deref() == Some(JIT_LIBRARY)
+            && (is_java(f) || f.function == INTERPRETED || f.function.starts_with("Stub"))
 }
 
 /// A compiled Java method as HotSpot's perf map names it (`long demo.Mat.n_Mat(int)`), not a
