@@ -528,8 +528,7 @@ pub fn cmd_rss(a: &RssArgs, out: &mut dyn Write) -> Result<i32, Error> {
 /// A `/proc/<pid>/status` field in kB, as bytes.
 fn status_kb(pid: i32, key: &str) -> Result<u64, Error> {
     let path = PathBuf::from(format!("/proc/{pid}/status"));
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "cannot read", e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "cannot read", e))?;
     text.lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())

@@ -266,7 +266,12 @@ fn report(heap: &Path, mmap: Option<&PathBuf>, args: &RunArgs) -> Result<String,
                 "\nmappings at exit, mapped and resident ({}):\n",
                 mmap.display()
             ));
-            text.push_str(&top::to_text_with(&mt, args.n, args.exact, resident.as_ref()));
+            text.push_str(&top::to_text_with(
+                &mt,
+                args.n,
+                args.exact,
+                resident.as_ref(),
+            ));
         }
     }
     Ok(text)

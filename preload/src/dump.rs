@@ -562,13 +562,21 @@ mod tests {
         );
         // Every resident mapping of this test process, by smaps: the library's own code is one.
         assert!(
-            text.lines().any(|l| l.starts_with("# rss_map ") && l.ends_with(" file /proc/self/exe")
+            text.lines().any(|l| l.starts_with("# rss_map ")
+                && l.ends_with(" file /proc/self/exe")
                 || l.starts_with("# rss_map ") && l.contains(" file /")),
             "{text}"
         );
-        assert!(text.lines().any(|l| l.starts_with("# rss_map ") && l.ends_with(" anon [stack]")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("# rss_map ") && l.ends_with(" anon [stack]")),
+            "{text}"
+        );
         assert_eq!(path_of(b"1000-2000 rw-p 00000000 00:00 0 "), b"");
-        assert_eq!(path_of(b"1000-2000 r-xp 00000000 08:01 12   /a b/c.so"), b"/a b/c.so");
+        assert_eq!(
+            path_of(b"1000-2000 r-xp 00000000 08:01 12   /a b/c.so"),
+            b"/a b/c.so"
+        );
         assert!(text.contains("\n\nMAPPED_LIBRARIES:\n"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(

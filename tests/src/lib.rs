@@ -954,7 +954,11 @@ pub fn rss(dump: &Path) -> Rss {
         rows,
         hints: doc["hints"]
             .as_array()
-            .map(|h| h.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default(),
         command,
     }

@@ -400,7 +400,10 @@ fn rss_of_a_jvm_is_explained() {
     let stacks = r
         .rows
         .iter()
-        .find(|row| row.category == "thread_stacks" && row.detail.ends_with("thread stacks (below a guard page)"))
+        .find(|row| {
+            row.category == "thread_stacks"
+                && row.detail.ends_with("thread stacks (below a guard page)")
+        })
         .unwrap_or_else(|| panic!("no thread stacks row\n{}", r.render()));
     let n: usize = stacks
         .detail

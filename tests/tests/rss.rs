@@ -31,14 +31,23 @@ fn retention_is_told_apart_from_the_leak() {
     assert_eq!(r.rss_bytes, recorded, "{}", r.render());
     // The rows add up to the RSS; what no row explains is within 5% of it.
     let total: i64 = r.rows.iter().map(|row| row.resident).sum();
-    assert!((total - r.rss_bytes).abs() <= r.rows.len() as i64, "{}", r.render());
+    assert!(
+        (total - r.rss_bytes).abs() <= r.rows.len() as i64,
+        "{}",
+        r.render()
+    );
     assert!(
         (r.rss_bytes - r.explained()).abs() * 20 <= r.rss_bytes,
         "unexplained above 5%\n{}",
         r.render()
     );
     // The program's own malloc'd bytes are the leak plus the kept tenth, to the byte.
-    assert_eq!(r.row("malloc_in_use", "retain"), KEPT + LEAK, "{}", r.render());
+    assert_eq!(
+        r.row("malloc_in_use", "retain"),
+        KEPT + LEAK,
+        "{}",
+        r.render()
+    );
     // glibc keeps most of the 180 MB that was freed: far more than is in use, told apart.
     let retained = r.sum("malloc_free_retained");
     assert!(retained > 120 * MIB, "{}", r.render());
@@ -53,7 +62,11 @@ fn retention_is_told_apart_from_the_leak() {
         "{}",
         r.render()
     );
-    assert!(r.sum("thread_stacks") > 0, "the main thread's [stack]\n{}", r.render());
+    assert!(
+        r.sum("thread_stacks") > 0,
+        "the main thread's [stack]\n{}",
+        r.render()
+    );
     assert!(r.sum("file_mapped") > 0, "{}", r.render());
     assert!(
         r.hints.iter().any(|h| h.contains("malloc_trim(0)")
@@ -68,7 +81,11 @@ fn retention_is_told_apart_from_the_leak() {
         .args(&["rss", &dump.to_string_lossy()])
         .run();
     text.expect_success();
-    assert!(text.stdout.contains("malloc_free_retained"), "{}", text.report());
+    assert!(
+        text.stdout.contains("malloc_free_retained"),
+        "{}",
+        text.report()
+    );
     assert!(text.stdout.contains("malloc_trim(0)"), "{}", text.report());
 
     // top's first screen: one line per leading site, allocating function <- its caller, then
@@ -96,7 +113,8 @@ fn retention_is_told_apart_from_the_leak() {
         top.report()
     );
     assert!(
-        top.stdout.contains("kept by the allocator (free, overhead)"),
+        top.stdout
+            .contains("kept by the allocator (free, overhead)"),
         "{}",
         top.report()
     );
@@ -173,12 +191,16 @@ fn trim_refuses_without_our_handler() {
     assert!(out.stdout.is_empty(), "{}", out.report());
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.report());
     assert!(
-        out.stderr.contains("has no libjeprof_preload.so mapped; not sending signal 42"),
+        out.stderr
+            .contains("has no libjeprof_preload.so mapped; not sending signal 42"),
         "{}",
         out.report()
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(plain.try_wait().unwrap().is_none(), "the process must live on");
+    assert!(
+        plain.try_wait().unwrap().is_none(),
+        "the process must live on"
+    );
     stop(plain);
 
     // Profiled, but with the trim signal turned off: no handler, so nothing is sent either.
@@ -196,6 +218,9 @@ fn trim_refuses_without_our_handler() {
         out.report()
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(off.try_wait().unwrap().is_none(), "the process must live on");
+    assert!(
+        off.try_wait().unwrap().is_none(),
+        "the process must live on"
+    );
     stop(off);
 }

@@ -108,7 +108,7 @@ fn site_of(tables: &Tables, stack: &Stack) -> Site {
         });
     Site {
         function: first.map_or_else(|| "[no frames]".to_string(), |f| f.function.clone()),
-        library: first.map_or_else(|| "[unknown]".to_string(), |f| short_lib(f)),
+        library: first.map_or_else(|| "[unknown]".to_string(), short_lib),
         caller,
         jni,
         java,
@@ -119,7 +119,13 @@ fn site_of(tables: &Tables, stack: &Stack) -> Site {
 
 /// Sites holding in-use bytes, largest first.
 pub fn compute(tables: &Tables, stacks: &[Stack]) -> Vec<Site> {
-    type Key = (String, String, Option<String>, Option<String>, Option<String>);
+    type Key = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let mut by: HashMap<Key, Site> = HashMap::new();
     for s in stacks {
         if s.values.inuse_bytes <= 0.0 {
@@ -219,8 +225,14 @@ mod tests {
         let frames = vec![
             f("cv::fastMalloc", "/usr/lib/libopencv_core.so.4.5"),
             f("cv::Mat::create", "/usr/lib/libopencv_core.so.4.5"),
-            f("Java_org_opencv_core_Mat_n_1Mat__III", "/usr/lib/libopencv_java.so"),
-            f("void org.opencv.core.Mat.<init>(int, int, int)", JIT_LIBRARY),
+            f(
+                "Java_org_opencv_core_Mat_n_1Mat__III",
+                "/usr/lib/libopencv_java.so",
+            ),
+            f(
+                "void org.opencv.core.Mat.<init>(int, int, int)",
+                JIT_LIBRARY,
+            ),
             f("void MatLeak.cacheThumbnail(int)", JIT_LIBRARY),
         ];
         let stack = Stack {

@@ -142,9 +142,10 @@ fn classify_stack(tables: &Tables, stack: &Stack) -> (&'static str, String) {
             .iter()
             .any(|f| pats.iter().any(|p| f.function.contains(p)))
     };
-    let jvm = frames
-        .iter()
-        .any(|f| f.library_basename().is_some_and(|l| l.starts_with("libjvm")));
+    let jvm = frames.iter().any(|f| {
+        f.library_basename()
+            .is_some_and(|l| l.starts_with("libjvm"))
+    });
     // The first frame that says who wanted the memory: past HotSpot's os:: layer and mmap
     // wrappers.
     let who = frames
@@ -251,7 +252,7 @@ fn prot_none(m: &Mapping) -> bool {
 /// A glibc arena heap: anonymous, 64 MiB-aligned, and with its `PROT_NONE` remainder (if any)
 /// ending at the 64 MiB boundary.
 fn glibc_heap(v: &RssMap, n: &Neighbours<'_>) -> bool {
-    if v.start % GLIBC_HEAP != 0 || v.end - v.start > GLIBC_HEAP {
+    if !v.start.is_multiple_of(GLIBC_HEAP) || v.end - v.start > GLIBC_HEAP {
         return false;
     }
     let limit = v.start + GLIBC_HEAP;
@@ -362,10 +363,11 @@ pub fn compute(input: &Input<'_>) -> Result<Report, &'static str> {
     }
     if stacks > 0 {
         // Say how many, in the detail of the merged row.
-        if let Some(b) = acc
-            .rows
-            .remove(&(rank("thread_stacks"), "thread_stacks".into(), "thread stacks".into()))
-        {
+        if let Some(b) = acc.rows.remove(&(
+            rank("thread_stacks"),
+            "thread_stacks".into(),
+            "thread stacks".into(),
+        )) {
             acc.add(
                 "thread_stacks",
                 format!("{stacks} thread stacks (below a guard page)"),
@@ -382,10 +384,10 @@ pub fn compute(input: &Input<'_>) -> Result<Report, &'static str> {
             continue;
         }
         in_use += b;
-        let lib = s
-            .frames
-            .first()
-            .map_or_else(|| "[unknown]".to_string(), |&f| short_lib(&input.tables.frames[f]));
+        let lib = s.frames.first().map_or_else(
+            || "[unknown]".to_string(),
+            |&f| short_lib(&input.tables.frames[f]),
+        );
         acc.add("malloc_in_use", lib, b);
     }
 
@@ -567,10 +569,7 @@ pub fn summary(r: &Report) -> String {
         };
         put(kind, row.resident);
     }
-    let mut out = format!(
-        "RSS {} at the dump:\n",
-        humanize::bytes(total)
-    );
+    let mut out = format!("RSS {} at the dump:\n", humanize::bytes(total));
     for (k, v) in kinds {
         if v.abs() < 0.5 {
             continue;
@@ -659,7 +658,10 @@ mod tests {
         assert_eq!(json["rows"][0]["category"], "malloc_in_use");
         assert_eq!(json["rows"][0]["resident_bytes"], 3000);
         let text = to_text(&r, true);
-        assert!(text.contains("1 thread stacks (below a guard page)"), "{text}");
+        assert!(
+            text.contains("1 thread stacks (below a guard page)"),
+            "{text}"
+        );
         assert!(text.contains("MALLOC_ARENA_MAX=2"), "{text}");
     }
 
@@ -667,6 +669,8 @@ mod tests {
     fn says_what_an_old_dump_lacks() {
         let p = reader::parse(b"heap_v2/1\n  t*: 0: 0 [0: 0]\n\nMAPPED_LIBRARIES:\n").unwrap();
         assert!(missing(&p).unwrap().contains("rss_bytes"));
-        assert!(reader::parse(b"heap_v2/1\n# rss_map 1000-zz 1 anon\n\nMAPPED_LIBRARIES:\n").is_err());
+        assert!(
+            reader::parse(b"heap_v2/1\n# rss_map 1000-zz 1 anon\n\nMAPPED_LIBRARIES:\n").is_err()
+        );
     }
 }
