@@ -120,6 +120,83 @@ fn retention_is_told_apart_from_the_leak() {
     );
 }
 
+#[test]
+fn mappings_show_resident_next_to_mapped() {
+    let dir = TempDir::new("resident");
+    let bin = compile_c("resident", dir.path(), &[]);
+    let out = Run::new(&bin)
+        .profiled(&format!("prof_prefix:{}", dir.prefix()))
+        .run();
+    out.expect_success().expect_quiet();
+    let mmap = final_mmap_dump(&dir, out.pid);
+    // The mapping table: mapped bytes, then resident bytes (flat, cum), exactly.
+    let top = Run::new(analyzer())
+        .args(&["top", "--bytes", &mmap.to_string_lossy()])
+        .run();
+    top.expect_success();
+    let row = |name: &str| -> Vec<String> {
+        top.stdout
+            .lines()
+            .find(|l| l.contains(&format!("  {name}  [resident]")))
+            .unwrap_or_else(|| panic!("no {name} row\n{}", top.report()))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    let header: Vec<&str> = top
+        .stdout
+        .lines()
+        .find(|l| l.contains("flat%"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "flat", "flat%", "sum%", "cum", "cum%", "resident", "cum", "res", "function"
+        ],
+        "{}",
+        top.report()
+    );
+    let touched = row("touch_some");
+    assert_eq!(
+        (touched[0].as_str(), touched[5].as_str()),
+        ("8388608", "3145728"),
+        "{}",
+        top.report()
+    );
+    let reserved = row("reserve_only");
+    assert_eq!(
+        (reserved[0].as_str(), reserved[5].as_str()),
+        ("4194304", "0"),
+        "{}",
+        top.report()
+    );
+
+    // The RSS rows: the touched part under the function that mapped it, nothing for the
+    // untouched mapping, and the three waiting threads' stacks.
+    let r = rss(&final_dump(&dir, out.pid));
+    assert_eq!(
+        r.row("anon_mapped", "touch_some [resident]"),
+        3 * MIB,
+        "{}",
+        r.render()
+    );
+    assert_eq!(
+        r.row("anon_mapped", "reserve_only [resident]"),
+        0,
+        "{}",
+        r.render()
+    );
+    let stacks = r.row("thread_stacks", "3 thread stacks (below a guard page)");
+    assert!(
+        (3 * 64 * 1024..=3 * 256 * 1024).contains(&stacks),
+        "{}",
+        r.render()
+    );
+    assert!(r.hints.is_empty(), "nothing worth trimming: {:?}", r.hints);
+}
+
 /// Starts `retain 30` (it naps with a tiny allocation every 50 ms) and waits for its
 /// "sleeping" line.
 fn start_sleeping(dir: &TempDir, conf: Option<&str>) -> Child {

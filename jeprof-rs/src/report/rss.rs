@@ -434,7 +434,7 @@ pub fn compute(input: &Input<'_>) -> Result<Report, &'static str> {
                 overhead,
             );
         }
-        if retained > 64.0 * MIB || retained > in_use {
+        if retained > 64.0 * MIB || (retained > in_use && retained > 8.0 * MIB) {
             hints.push(format!(
                 "glibc keeps {} of free memory ({} in use by the program): that part of RSS is the \
                  allocator's, not a leak. To give it back: call malloc_trim(0) (`jeprof-rs trim PID` \
