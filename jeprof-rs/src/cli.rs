@@ -502,6 +502,13 @@ pub fn cmd_rss(a: &RssArgs, out: &mut dyn Write) -> Result<i32, Error> {
     {
         file = file.with_file_name(format!("{stem}.heap"));
     }
+    // Say what the dump lacks before symbolizing it (and warning about its frames).
+    if let Some(why) = rss::missing(&reader::read_file(&file)?) {
+        return Err(Error::File {
+            file,
+            message: format!("cannot explain its RSS: {why}"),
+        });
+    }
     let sibling = mmap_sibling(&file);
     let mut paths = vec![file.as_path()];
     paths.extend(sibling.as_deref());
