@@ -403,7 +403,7 @@ fn write_rss_maps(out: &mut FdWriter<'_>, rbuf: &mut [u8; 4096], head: &mut [u8;
         let _ = write!(
             out,
             " {} {} ",
-            kb * 1024,
+            kb.saturating_mul(1024),
             if inode == b"0" { "anon" } else { "file" }
         );
         out.put(path);

@@ -74,7 +74,7 @@ fn jni_class(name: &str) -> Option<&str> {
         .copied()
 }
 
-fn site_of(tables: &Tables, stack: &Stack) -> Site {
+fn site_of(tables: &Tables, stack: &Stack) -> (Site, u8) {
     let frames: Vec<&Frame> = stack.frames.iter().map(|&f| &tables.frames[f]).collect();
     let first = frames.first().copied();
     let jni_at = frames.iter().position(|f| f.function.starts_with("Java_"));
@@ -88,65 +88,88 @@ fn site_of(tables: &Tables, stack: &Stack) -> Site {
         .filter(|(i, f)| Some(*i) != jni_at && !runtime(f))
         .map(|(_, f)| f.function.clone());
     let class = jni.as_deref().and_then(jni_class);
-    let java = frames
+    // The Java method: the first one outside the JNI entry's own class (the application's
+    // code, not the native method's declaration), else the first Java frame, else the
+    // interpreter. The rank says which, so that a site's line shows the best one seen.
+    let app = frames
         .iter()
         .skip(jni_at.map_or(0, |i| i + 1))
         .filter(|f| is_java(f))
         .map(|f| java_method(&f.function))
-        .find(|m| class.is_none_or(|c| m.split('.').next() != Some(c)))
-        .or_else(|| {
-            frames
-                .iter()
-                .find(|f| is_java(f))
-                .map(|f| java_method(&f.function))
-        })
-        .or_else(|| {
-            frames
-                .iter()
-                .any(|f| f.function == INTERPRETED)
-                .then(|| INTERPRETED.to_string())
-        });
-    Site {
-        function: first.map_or_else(|| "[no frames]".to_string(), |f| f.function.clone()),
-        library: first.map_or_else(|| "[unknown]".to_string(), short_lib),
-        caller,
-        jni,
-        java,
-        bytes: stack.values.inuse_bytes,
-        objects: stack.values.inuse_objects,
-    }
+        .find(|m| class.is_none_or(|c| m.split('.').next() != Some(c)));
+    let (java, rank) = match app {
+        Some(m) => (Some(m), 3),
+        None => match frames.iter().find(|f| is_java(f)) {
+            Some(f) => (Some(java_method(&f.function)), 2),
+            None if frames.iter().any(|f| f.function == INTERPRETED) => {
+                (Some(INTERPRETED.to_string()), 1)
+            }
+            None => (None, 0),
+        },
+    };
+    (
+        Site {
+            function: first.map_or_else(|| "[no frames]".to_string(), |f| f.function.clone()),
+            library: first.map_or_else(|| "[unknown]".to_string(), short_lib),
+            caller,
+            jni,
+            java,
+            bytes: stack.values.inuse_bytes,
+            objects: stack.values.inuse_objects,
+        },
+        rank,
+    )
 }
 
-/// Sites holding in-use bytes, largest first.
+/// Sites holding in-use bytes, largest first. Stacks with the same allocating function,
+/// caller and JNI entry are one site (the Java frames above a JNI call differ as methods get
+/// compiled); its line shows the best-ranked Java method, the one holding most among those.
 pub fn compute(tables: &Tables, stacks: &[Stack]) -> Vec<Site> {
-    type Key = (
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let mut by: HashMap<Key, Site> = HashMap::new();
+    type Key = (String, String, Option<String>, Option<String>);
+    let mut by: HashMap<Key, (Site, HashMap<Option<String>, (u8, f64)>)> = HashMap::new();
     for s in stacks {
         if s.values.inuse_bytes <= 0.0 {
             continue;
         }
-        let site = site_of(tables, s);
+        let (site, rank) = site_of(tables, s);
         let key = (
             site.function.clone(),
             site.library.clone(),
             site.caller.clone(),
             site.jni.clone(),
-            site.java.clone(),
         );
-        by.entry(key)
-            .and_modify(|e| {
-                e.bytes += site.bytes;
-                e.objects += site.objects;
-            })
-            .or_insert(site);
+        let java = site.java.clone();
+        let bytes = site.bytes;
+        let entry = by.entry(key).or_insert_with(|| {
+            (
+                Site {
+                    bytes: 0.0,
+                    objects: 0.0,
+                    ..site.clone()
+                },
+                HashMap::new(),
+            )
+        });
+        entry.0.bytes += site.bytes;
+        entry.0.objects += site.objects;
+        let j = entry.1.entry(java).or_insert((rank, 0.0));
+        j.1 += bytes;
     }
-    let mut sites: Vec<Site> = by.into_values().collect();
+    let mut sites: Vec<Site> = by
+        .into_values()
+        .map(|(mut site, javas)| {
+            site.java = javas
+                .into_iter()
+                .max_by(|a, b| {
+                    (a.1.0)
+                        .cmp(&b.1.0)
+                        .then(a.1.1.total_cmp(&b.1.1))
+                        .then_with(|| b.0.cmp(&a.0))
+                })
+                .and_then(|(java, _)| java);
+            site
+        })
+        .collect();
     sites.sort_by(|a, b| {
         b.bytes
             .total_cmp(&a.bytes)
@@ -244,6 +267,20 @@ mod tests {
                 ..Default::default()
             },
         };
+        // The same call reached from interpreted code (before the method was compiled): one
+        // site, named by the application's method.
+        let mut interpreted = stack.clone();
+        interpreted.frames.truncate(3);
+        interpreted.frames.push(t.intern_frame(Frame {
+            function: INTERPRETED.into(),
+            file: None,
+            line: None,
+            library: Some(JIT_LIBRARY.into()),
+        }));
+        interpreted.values.inuse_bytes = 300.0;
+        let sites = compute(&t, &[stack.clone(), stack.clone(), interpreted]);
+        assert_eq!(sites.len(), 1);
+        assert_eq!((sites[0].bytes, sites[0].objects), (500.0, 6.0));
         let sites = compute(&t, &[stack.clone(), stack]);
         assert_eq!(sites.len(), 1);
         assert_eq!(
