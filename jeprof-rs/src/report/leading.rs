@@ -126,7 +126,9 @@ fn site_of(tables: &Tables, stack: &Stack) -> (Site, u8) {
 /// compiled); its line shows the best-ranked Java method, the one holding most among those.
 pub fn compute(tables: &Tables, stacks: &[Stack]) -> Vec<Site> {
     type Key = (String, String, Option<String>, Option<String>);
-    let mut by: HashMap<Key, (Site, HashMap<Option<String>, (u8, f64)>)> = HashMap::new();
+    /// Java method seen above the site -> (rank, bytes).
+    type Javas = HashMap<Option<String>, (u8, f64)>;
+    let mut by: HashMap<Key, (Site, Javas)> = HashMap::new();
     for s in stacks {
         if s.values.inuse_bytes <= 0.0 {
             continue;
