@@ -46,6 +46,10 @@ if [ "$(echo "$series" | wc -l)" -ge 3 ]; then
     target/release/jeprof-rs trend -n 5 $series
 fi
 
+echo
+echo "== the process's RSS at exit, row by row (rss)"
+target/release/jeprof-rs rss "$final"
+
 target/release/jeprof-rs flame -o "$out/demo.svg" "$final"
 echo
 echo "flamegraph: $out/demo.svg"

@@ -14,7 +14,7 @@ use crate::measure::Measure;
 use crate::profile::{DumpName, Profile};
 use crate::reader;
 use crate::report::top::By;
-use crate::report::{collapsed, diff, flame, memory, pprof, top, trend};
+use crate::report::{collapsed, diff, flame, leading, memory, pprof, rss, top, trend};
 use crate::resolve::{self, Analysis, Stack};
 use crate::run;
 use crate::symbolize;
@@ -92,6 +92,11 @@ pub enum Command {
     /// --out: `jeprof-rs dump PID` for one now, --interval for periodic ones, and a final one
     /// when the JVM exits. `jeprof-rs stop PID` / `start PID` switch sampling off and on.
     Attach(AttachArgs),
+    /// The process's resident memory at a dump, explained row by row (adds up to its RSS).
+    Rss(RssArgs),
+    /// Ask a profiled process to return free memory to the system (glibc's malloc_trim(0)) and
+    /// report its RSS before and after.
+    Trim(TrimArgs),
 }
 
 /// Which number to report (default: --inuse-space).
@@ -336,6 +341,33 @@ pub struct JcmdArgs {
     pub args: Vec<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct RssArgs {
+    /// Heap dump of libjeprof_preload.so (its `.mmap.heap` sibling is read too, when present).
+    pub file: PathBuf,
+    /// Print JSON: {"rss_bytes", "rows": [{"category", "detail", "resident_bytes"}], "hints"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Print exact byte counts instead of KiB/MiB/GiB.
+    #[arg(long)]
+    pub bytes: bool,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TrimArgs {
+    /// Process to ask (it must run under libjeprof_preload.so, with its trim handler).
+    pub pid: i32,
+    /// Signal number the preload listens on for trims (its `prof_trim_signal` key; 42 =
+    /// SIGRTMIN+8).
+    #[arg(long, default_value_t = 42, value_name = "N")]
+    pub signal: i32,
+    /// Seconds to wait for the RSS to drop (the trim runs at the process's next allocation).
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    pub wait: f64,
+}
+
 /// Run a parsed command line. Returns the exit code.
 pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     match cli.command {
@@ -351,6 +383,8 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Stop(a) => cmd_control(&a, false, out),
         Command::Jcmd(a) => cmd_jcmd(&a, out),
         Command::Attach(a) => cmd_attach(&a, out),
+        Command::Rss(a) => cmd_rss(&a, out),
+        Command::Trim(a) => cmd_trim(&a, out),
     }
 }
 
@@ -449,12 +483,74 @@ fn stacks_with_base(
     Ok((loaded, stacks))
 }
 
+/// The `.mmap.heap` sibling of a heap dump, when it exists.
+pub fn mmap_sibling(heap: &Path) -> Option<PathBuf> {
+    let name = heap.file_name()?.to_str()?;
+    if name.ends_with(".mmap.heap") {
+        return None;
+    }
+    let sibling = heap.with_file_name(format!("{}.mmap.heap", name.strip_suffix(".heap")?));
+    sibling.is_file().then_some(sibling)
+}
+
+/// The RSS report of profile 0 of `loaded`, with profile `mmap` as its mmap space.
+pub fn rss_of(loaded: &Loaded, mmap: Option<usize>) -> Result<rss::Report, &'static str> {
+    rss::compute(&rss::Input {
+        tables: &loaded.analysis.tables,
+        heap: &loaded.profiles[0],
+        heap_stacks: &loaded.analysis.stacks[0],
+        mmap: mmap.map(|i| (&loaded.profiles[i], loaded.analysis.stacks[i].as_slice())),
+    })
+}
+
+/// Resident bytes by row for a mappings profile (`None` for a heap profile).
+fn resident_of(loaded: &Loaded, i: usize, filter: &Filter, by: By) -> Option<top::Resident> {
+    let stacks = resident_stacks(loaded, i)?;
+    let stacks = filter.apply(&loaded.analysis.tables, stacks);
+    Some(top::resident_rows(&loaded.analysis.tables, &stacks, by))
+}
+
+/// The stacks of profile `i` with their resident bytes as in-use bytes, when it records them.
+pub fn resident_stacks(loaded: &Loaded, i: usize) -> Option<Vec<Stack>> {
+    let per_sample = loaded.profiles[i].resident_by_sample();
+    if per_sample.is_empty() {
+        return None;
+    }
+    Some(
+        loaded.analysis.stacks[i]
+            .iter()
+            .zip(&per_sample)
+            .map(|(s, &r)| Stack {
+                values: crate::profile::Values {
+                    inuse_bytes: r as f64,
+                    inuse_objects: s.values.inuse_objects,
+                    ..Default::default()
+                },
+                ..s.clone()
+            })
+            .collect(),
+    )
+}
+
 pub fn cmd_top(a: TopArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let file = match a.file {
         Some(f) => f,
         None => newest_dump()?,
     };
-    let (loaded, stacks) = stacks_with_base(&file, a.base.as_deref(), &a.select)?;
+    let filter = Filter::new(a.select.focus.as_deref(), a.select.ignore.as_deref())?;
+    // Profile 1 is the base, or the heap dump's mmap sibling (for the RSS lines).
+    let sibling = if a.base.is_none() && !a.json {
+        mmap_sibling(&file)
+    } else {
+        None
+    };
+    let mut paths = vec![file.as_path()];
+    paths.extend(a.base.as_deref().or(sibling.as_deref()));
+    let loaded = load(&paths, &a.select)?;
+    let mut stacks = selected(&loaded, 0, &filter);
+    if a.base.is_some() {
+        stacks = filter::subtract(stacks, selected(&loaded, 1, &filter));
+    }
     let t = top::compute(
         &loaded.analysis.tables,
         &stacks,
@@ -464,14 +560,138 @@ pub fn cmd_top(a: TopArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let text = if a.json {
         top::to_json(&t, a.rows.n)
     } else {
-        let mut text = top::to_text(&t, a.rows.n, a.rows.bytes);
         let whole = a.base.is_none() && a.select.focus.is_none() && a.select.ignore.is_none();
-        if whole && a.measure.measure() == Measure::InuseSpace {
+        let inuse = a.measure.measure() == Measure::InuseSpace;
+        let mut text = String::new();
+        if inuse {
+            let sites = leading::compute(&loaded.analysis.tables, &stacks);
+            text.push_str(&leading::to_text(&sites, 5, t.total_bytes, a.rows.bytes));
+        }
+        if whole
+            && inuse
+            && let Ok(r) = rss_of(&loaded, sibling.as_ref().map(|_| 1))
+        {
+            text.push_str(&rss::summary(&r));
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let resident = if a.base.is_none() {
+            resident_of(&loaded, 0, &filter, a.rows.by)
+        } else {
+            None
+        };
+        text.push_str(&top::to_text_with(
+            &t,
+            a.rows.n,
+            a.rows.bytes,
+            resident.as_ref(),
+        ));
+        if whole && inuse {
             let mem = memory::Memory::from_metadata(&loaded.profiles[0].metadata);
             text.push_str(&memory::summary(&mem, t.total_bytes));
         }
         text
     };
+    write_out(out, &text)?;
+    Ok(0)
+}
+
+pub fn cmd_rss(a: &RssArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let mut file = a.file.clone();
+    // Given the sibling, read the heap dump it belongs to.
+    if let Some(name) = file.file_name().and_then(|n| n.to_str())
+        && let Some(stem) = name.strip_suffix(".mmap.heap")
+    {
+        file = file.with_file_name(format!("{stem}.heap"));
+    }
+    // Say what the dump lacks before symbolizing it (and warning about its frames).
+    if let Some(why) = rss::missing(&reader::read_file(&file)?) {
+        return Err(Error::File {
+            file,
+            message: format!("cannot explain its RSS: {why}"),
+        });
+    }
+    let sibling = mmap_sibling(&file);
+    let mut paths = vec![file.as_path()];
+    paths.extend(sibling.as_deref());
+    let loaded = load(&paths, &a.select)?;
+    let report = rss_of(&loaded, sibling.as_ref().map(|_| 1)).map_err(|why| Error::File {
+        file: file.clone(),
+        message: format!("cannot explain its RSS: {why}"),
+    })?;
+    if sibling.is_none() {
+        eprintln!(
+            "jeprof-rs: warning: {}: no .mmap.heap sibling; mappings made through mmap are not told apart",
+            file.display()
+        );
+    }
+    let text = if a.json {
+        rss::to_json(&report)
+    } else {
+        rss::to_text(&report, a.bytes)
+    };
+    write_out(out, &text)?;
+    Ok(0)
+}
+
+/// A `/proc/<pid>/status` field in kB, as bytes.
+fn status_kb(pid: i32, key: &str) -> Result<u64, Error> {
+    let path = PathBuf::from(format!("/proc/{pid}/status"));
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "cannot read", e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| Error::File {
+            file: path.clone(),
+            message: format!("no {key} line"),
+        })
+}
+
+pub fn cmd_trim(a: &TrimArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let (pid, sig) = (a.pid, a.signal);
+    if pid <= 0 {
+        return Err(Error::Usage(format!("trim: bad pid {pid}")));
+    }
+    if !(1..=64).contains(&sig) {
+        return Err(Error::Usage(format!("trim: bad signal {sig} (1..64)")));
+    }
+    // The checks of `dump` (the preload mapped, the signal caught), then every thread.
+    let target = crate::target::Target::check(pid)?;
+    let sig = target.dump_signal(Some(sig))?;
+    let before = status_kb(pid, "VmRSS:")?;
+    let threads = target.signal_all_threads(sig)?;
+    // The trim runs at the process's next allocation: watch the RSS until it has dropped and
+    // settled, or the wait is over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(a.wait.max(0.0));
+    let mut after = before;
+    let mut steady = 0;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = match status_kb(pid, "VmRSS:") {
+            Ok(v) => v,
+            Err(_) => break, // the process is gone
+        };
+        steady = if now == after { steady + 1 } else { 0 };
+        after = now;
+        if after < before && steady >= 4 {
+            break;
+        }
+    }
+    let b = |v: u64| crate::humanize::bytes(v as f64);
+    let mut text = format!(
+        "pid {pid}: sent signal {sig} to {threads} threads; RSS before {}, after {} ({}{})\n",
+        b(before),
+        b(after),
+        if after <= before { "-" } else { "+" },
+        b(before.abs_diff(after))
+    );
+    if after >= before {
+        text.push_str(
+            "RSS did not drop: nothing to give back, another allocator than glibc, or the process has not allocated since (the trim runs at its next allocation)\n",
+        );
+    }
     write_out(out, &text)?;
     Ok(0)
 }

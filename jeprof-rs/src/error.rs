@@ -40,6 +40,8 @@ pub enum ParseErrorKind {
     MissingMaps,
     /// A line of the `MAPPED_LIBRARIES:` section is not a `/proc/<pid>/maps` line.
     BadMapsLine,
+    /// A `# rss_map` or `# mapped_range` line does not have its fields.
+    BadResidency,
 }
 
 impl ParseErrorKind {
@@ -66,6 +68,9 @@ impl ParseErrorKind {
             Self::MissingMaps => "file truncated: no `MAPPED_LIBRARIES:` section",
             Self::BadMapsLine => {
                 "malformed `MAPPED_LIBRARIES:` line (expected a /proc/<pid>/maps line)"
+            }
+            Self::BadResidency => {
+                "malformed `# rss_map START-END RSS anon|file PATH` or `# mapped_range START-END RESIDENT STACK_ID` line"
             }
         }
     }

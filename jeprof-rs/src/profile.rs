@@ -76,6 +76,33 @@ pub struct Sample {
     pub values: Values,
     /// 1-based line of the `@` (or gperftools counts) line, for messages.
     pub line: usize,
+    /// The preload's id of this stack (`# stack_id N` before the `@` line of a mmap dump), which
+    /// `# mapped_range` lines refer to.
+    pub id: Option<u64>,
+}
+
+/// A mapping of the process with resident pages, from a `# rss_map` line (the preload reads
+/// `/proc/self/smaps` at dump time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RssMap {
+    pub start: u64,
+    pub end: u64,
+    /// Resident bytes (smaps `Rss:`).
+    pub rss: u64,
+    /// Anonymous memory (inode 0), else file-backed.
+    pub anon: bool,
+    /// Path or pseudo-path (`[heap]`, `[stack]`), empty for plain anonymous memory.
+    pub path: String,
+}
+
+/// A range of the mmap space, from a `# mapped_range` line: still mapped by the stack with
+/// preload id `stack`, `resident` bytes of it in memory (mincore) at dump time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedRange {
+    pub start: u64,
+    pub end: u64,
+    pub resident: u64,
+    pub stack: u64,
 }
 
 /// Which file format the profile came in.
@@ -112,6 +139,10 @@ pub struct Profile {
     pub metadata: BTreeMap<String, String>,
     /// The `MAPPED_LIBRARIES:` section.
     pub mappings: Vec<Mapping>,
+    /// `# rss_map` lines (resident mappings at dump time), in file order.
+    pub rss_maps: Vec<RssMap>,
+    /// `# mapped_range` lines (the mmap space's ranges with their resident bytes).
+    pub mapped_ranges: Vec<MappedRange>,
 }
 
 impl Profile {
@@ -127,6 +158,27 @@ impl Profile {
     /// The pid of the profiled process, from metadata (`# pid:`).
     pub fn pid(&self) -> Option<u32> {
         self.metadata.get("pid").and_then(|p| p.trim().parse().ok())
+    }
+
+    /// A metadata value parsed as a number of bytes.
+    pub fn bytes(&self, key: &str) -> Option<u64> {
+        self.metadata.get(key).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Resident bytes of each stack of the mmap space (by sample index), from the
+    /// `# mapped_range` lines; empty when the dump has none.
+    pub fn resident_by_sample(&self) -> Vec<u64> {
+        if self.mapped_ranges.is_empty() {
+            return Vec::new();
+        }
+        let mut by_id: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        for r in &self.mapped_ranges {
+            *by_id.entry(r.stack).or_default() += r.resident;
+        }
+        self.samples
+            .iter()
+            .map(|s| s.id.and_then(|id| by_id.get(&id).copied()).unwrap_or(0))
+            .collect()
     }
 
     /// Wall-clock time of the dump in unix seconds, from metadata (`# time:`).

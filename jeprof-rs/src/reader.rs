@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::address::ReturnAddress;
 use crate::error::{Error, ParseError, ParseErrorKind as K};
 use crate::maps::{self, Mapping};
-use crate::profile::{Format, Profile, RawCounts, Sample, Sampling};
+use crate::profile::{Format, MappedRange, Profile, RawCounts, RssMap, Sample, Sampling};
 use crate::unsample::unsample;
 
 /// Read and parse a profile file. Errors name the file (and line).
@@ -99,6 +99,7 @@ struct Pending {
     stack: Vec<ReturnAddress>,
     line: usize,
     counts: Option<RawCounts>,
+    id: Option<u64>,
 }
 
 fn parse_jemalloc(mut lines: Lines<'_>, period: u64) -> Result<Profile, ParseError> {
@@ -112,6 +113,7 @@ fn parse_jemalloc(mut lines: Lines<'_>, period: u64) -> Result<Profile, ParseErr
     let mut profile = empty_profile(Format::JemallocV2, period, sampling);
     let mut header_totals: Option<RawCounts> = None;
     let mut pending: Option<Pending> = None;
+    let mut next_id: Option<u64> = None;
     while let Some(next) = lines.next_line() {
         let (no, line) = next?;
         let t = line.trim();
@@ -125,13 +127,22 @@ fn parse_jemalloc(mut lines: Lines<'_>, period: u64) -> Result<Profile, ParseErr
             return Ok(profile);
         }
         if let Some(meta) = t.strip_prefix('#') {
-            add_metadata(&mut profile.metadata, meta);
+            if let Some(id) = meta.trim().strip_prefix("stack_id ") {
+                next_id = Some(
+                    id.trim()
+                        .parse()
+                        .map_err(|_| ParseError::new(no, K::BadNumber))?,
+                );
+            } else {
+                add_line(&mut profile, meta, no)?;
+            }
         } else if let Some(frames) = t.strip_prefix('@') {
             finish(&mut profile, pending.take())?;
             pending = Some(Pending {
                 stack: parse_stack(frames, no)?,
                 line: no,
                 counts: None,
+                id: next_id.take(),
             });
         } else if let Some(rest) = t.strip_prefix('t') {
             let (label, rest) = rest
@@ -212,7 +223,7 @@ fn parse_gperftools(mut lines: Lines<'_>, header_rest: &str) -> Result<Profile, 
             return Ok(profile);
         }
         if let Some(meta) = t.strip_prefix('#') {
-            add_metadata(&mut profile.metadata, meta);
+            add_line(&mut profile, meta, no)?;
             continue;
         }
         if !t.starts_with(|c: char| c.is_ascii_digit()) {
@@ -230,6 +241,7 @@ fn parse_gperftools(mut lines: Lines<'_>, header_rest: &str) -> Result<Profile, 
                 stack,
                 line: no,
                 counts: Some(counts),
+                id: None,
             }),
         )?;
     }
@@ -245,6 +257,8 @@ fn empty_profile(format: Format, period: u64, sampling: Sampling) -> Profile {
         samples: Vec::new(),
         metadata: BTreeMap::new(),
         mappings: Vec::new(),
+        rss_maps: Vec::new(),
+        mapped_ranges: Vec::new(),
     }
 }
 
@@ -263,7 +277,60 @@ fn finish(profile: &mut Profile, pending: Option<Pending>) -> Result<(), ParseEr
         raw,
         values: unsample(profile.sampling, raw),
         line: p.line,
+        id: p.id,
     });
+    Ok(())
+}
+
+/// A `#` line: `rss_map` and `mapped_range` lines (the preload's residency records), else
+/// `# key: value` metadata.
+fn add_line(profile: &mut Profile, meta: &str, no: usize) -> Result<(), ParseError> {
+    let m = meta.trim_start();
+    let bad = || ParseError::new(no, K::BadResidency);
+    let range = |f: Option<&str>| -> Result<(u64, u64), ParseError> {
+        let (a, b) = f.and_then(|f| f.split_once('-')).ok_or_else(bad)?;
+        let a = u64::from_str_radix(a, 16).map_err(|_| bad())?;
+        let b = u64::from_str_radix(b, 16).map_err(|_| bad())?;
+        if b < a {
+            return Err(bad());
+        }
+        Ok((a, b))
+    };
+    let num = |f: Option<&str>| -> Result<u64, ParseError> {
+        f.and_then(|f| f.parse().ok()).ok_or_else(bad)
+    };
+    if let Some(rest) = m.strip_prefix("rss_map ") {
+        // `<start>-<end> <rss> <anon|file> <path, may hold spaces, may be empty>`
+        let mut parts = rest.splitn(4, ' ');
+        let (start, end) = range(parts.next())?;
+        let rss = num(parts.next())?;
+        let anon = match parts.next() {
+            Some("anon") => true,
+            Some("file") => false,
+            _ => return Err(bad()),
+        };
+        let path = parts.next().unwrap_or("").trim().to_string();
+        profile.rss_maps.push(RssMap {
+            start,
+            end,
+            rss,
+            anon,
+            path,
+        });
+    } else if let Some(rest) = m.strip_prefix("mapped_range ") {
+        let mut parts = rest.split_ascii_whitespace();
+        let (start, end) = range(parts.next())?;
+        let resident = num(parts.next())?;
+        let stack = num(parts.next())?;
+        profile.mapped_ranges.push(MappedRange {
+            start,
+            end,
+            resident,
+            stack,
+        });
+    } else {
+        add_metadata(&mut profile.metadata, meta);
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::measure::Measure;
 use crate::profile::DumpName;
 use crate::report::top::{self, By};
+use crate::report::{leading, rss};
 
 /// The preload's file name.
 pub use crate::target::PRELOAD_NAME;
@@ -338,42 +339,17 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, Error> {
             signal_name(s)
         ));
     }
-    let select = SelectArgs::default();
-    let mut report = |path: &Path, what: &str| -> Result<(), Error> {
-        let loaded = crate::cli::load(&[path], &select)?;
-        let stacks = &loaded.analysis.stacks[0];
-        if what == "mmap" && stacks.is_empty() {
-            return Ok(());
-        }
-        let t = top::compute(
-            &loaded.analysis.tables,
-            stacks,
-            Measure::InuseSpace,
-            By::Function,
-        );
-        let when = match path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(DumpName::parse)
-        {
-            Some(d) if d.tag != "f" => "at its last dump",
-            _ => "at exit",
-        };
-        say(format!("\n{what} in use {when} ({}):\n", path.display()));
-        say(top::to_text(&t, args.n, false));
-        if what == "heap" {
-            let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
-            say(crate::report::memory::summary(&mem, t.total_bytes));
-        }
-        Ok(())
-    };
-    if let Err(e) = report(heap, "heap") {
-        eprintln!("jeprof-rs: {e}");
-    }
-    if let Some(mmap) = pick(&dumps, pid, true)
-        && let Err(e) = report(mmap, "mmap")
+    let when = match heap
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(DumpName::parse)
     {
-        eprintln!("jeprof-rs: {e}");
+        Some(d) if d.tag != "f" => "at its last dump",
+        _ => "at exit",
+    };
+    match report(heap, pick(&dumps, pid, true), args, when) {
+        Ok(r) => say(r),
+        Err(e) => eprintln!("jeprof-rs: {e}"),
     }
     finish(code, write_error)
 }
@@ -384,6 +360,69 @@ fn finish(code: i32, write_error: Option<std::io::Error>) -> Result<i32, Error> 
         Some(e) => Err(Error::io(Path::new("<stdout>"), "cannot write", e)),
         None => Ok(code),
     }
+}
+
+/// The report of a heap dump and its mmap sibling: first the leading sites and the RSS in a
+/// few lines, then the full tables.
+fn report(
+    heap: &Path,
+    mmap: Option<&PathBuf>,
+    args: &RunArgs,
+    when: &str,
+) -> Result<String, Error> {
+    let select = SelectArgs::default();
+    let mut paths = vec![heap];
+    paths.extend(mmap.map(PathBuf::as_path));
+    let loaded = crate::cli::load(&paths, &select)?;
+    let tables = &loaded.analysis.tables;
+    let stacks = &loaded.analysis.stacks[0];
+    let t = top::compute(tables, stacks, Measure::InuseSpace, By::Function);
+    let mut text = String::new();
+    text.push_str(&format!("\nIn use {when} ({}):\n", heap.display()));
+    let sites = leading::compute(tables, stacks);
+    text.push_str(&leading::to_text(&sites, 5, t.total_bytes, args.exact));
+    match crate::cli::rss_of(&loaded, mmap.map(|_| 1)) {
+        Ok(r) => {
+            text.push_str(&rss::summary(&r));
+            text.push_str(&format!(
+                "  (jeprof-rs rss {} explains every row)\n",
+                heap.display()
+            ));
+        }
+        Err(why) => text.push_str(&format!("(no RSS breakdown: {why})\n")),
+    }
+    text.push_str(&format!("\nheap in use {when} ({}):\n", heap.display()));
+    text.push_str(&top::to_text(&t, args.n, args.exact));
+    let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
+    text.push_str(&crate::report::memory::summary(&mem, t.total_bytes));
+    if let Some(mmap) = mmap {
+        let mstacks = &loaded.analysis.stacks[1];
+        if !mstacks.is_empty() {
+            let mt = top::compute(tables, mstacks, Measure::InuseSpace, By::Function);
+            let resident = resident_rows(&loaded, 1);
+            text.push_str(&format!(
+                "\nmappings {when}, mapped and resident ({}):\n",
+                mmap.display()
+            ));
+            text.push_str(&top::to_text_with(
+                &mt,
+                args.n,
+                args.exact,
+                resident.as_ref(),
+            ));
+        }
+    }
+    Ok(text)
+}
+
+/// Resident bytes by row of profile `i` (a mappings profile), when it records them.
+fn resident_rows(loaded: &crate::cli::Loaded, i: usize) -> Option<top::Resident> {
+    let stacks = crate::cli::resident_stacks(loaded, i)?;
+    Some(top::resident_rows(
+        &loaded.analysis.tables,
+        &stacks,
+        By::Function,
+    ))
 }
 
 #[cfg(test)]

@@ -99,6 +99,48 @@ fn dump_refuses_a_process_without_the_preload() {
 }
 
 #[test]
+fn rss_and_trim_errors_are_one_line() {
+    for (args, want) in [
+        (
+            &["rss", "tests/data/app.heap"][..],
+            "jeprof-rs: tests/data/app.heap: cannot explain its RSS: no `# rss_bytes` metadata (not written by libjeprof_preload.so)\n",
+        ),
+        (
+            &["rss", "tests/corpus/bad-cut-line.heap"],
+            "jeprof-rs: tests/corpus/bad-cut-line.heap:4: file truncated in the middle of this line (no final newline)\n",
+        ),
+        (
+            &["trim", "999999999"],
+            "jeprof-rs: /proc/999999999/maps: cannot read: No such file or directory (os error 2)\n",
+        ),
+        (
+            &["trim", "1", "--signal", "99"],
+            "jeprof-rs: trim: bad signal 99 (1..64)\n",
+        ),
+    ] {
+        let o = jeprof(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&o), want, "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    // A process without the preload is refused, and lives on.
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id().to_string();
+    let o = jeprof(&["trim", &pid]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "jeprof-rs: trim: pid {pid} has no libjeprof_preload.so mapped; not sending signal 42 (without our handler it would end the process)\n"
+        )
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none(), "sleep must live on");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn help_documents_every_command() {
     let o = jeprof(&["--help"]);
     let text = stdout(&o);
@@ -111,6 +153,8 @@ fn help_documents_every_command() {
         "trend",
         "run",
         "dump",
+        "rss",
+        "trim",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }

@@ -42,6 +42,11 @@ pub struct Config {
     /// hooks are in place but nothing is sampled until `jeprof-rs start PID` (a queued
     /// `prof_signal` carrying `CONTROL_START`), at the cost of the interposition alone.
     pub active: bool,
+    /// `prof_trim_signal` (ours): signal number that asks the profiler to return free memory
+    /// to the system (glibc's `malloc_trim(0)`) at the next allocation of the signalled thread
+    /// (0 = none). Default 42 (SIGRTMIN+8), the dump signal's neighbour; installed only if the
+    /// program has no handler for it.
+    pub trim_signal: i32,
 }
 
 /// Values a control request carries in a queued `prof_signal` (`sigqueue`), beside plain
@@ -75,6 +80,7 @@ impl Config {
             libgcc_unwinder: false,
             signal: 41,
             active: true,
+            trim_signal: 42,
         }
     }
 
@@ -163,6 +169,15 @@ impl Config {
                 }
                 self.signal = n as i32;
             }
+            b"prof_trim_signal" => {
+                let n = parse_int(v)?;
+                if !(0..=64).contains(&n) || matches!(n, 9 | 19 | 11 | 7) {
+                    return Err(
+                        "prof_trim_signal must be 0 or a catchable signal number other than SIGSEGV/SIGBUS",
+                    );
+                }
+                self.trim_signal = n as i32;
+            }
             // jemalloc keys that are meaningful there but have no effect here: accepted so
             // that a MALLOC_CONF can be copied over, without pretending they do something.
             b"prof_accum" | b"prof_thread_active_init" => {
@@ -218,6 +233,7 @@ mod tests {
         assert_eq!(c.lg_interval, -1);
         assert_eq!(c.max_depth, 128);
         assert_eq!(c.signal, 41);
+        assert_eq!(c.trim_signal, 42);
     }
 
     #[test]
@@ -225,7 +241,7 @@ mod tests {
         let (c, errs) = parse(
             "prof_prefix:/tmp/a/b,lg_prof_sample:0,prof_final:false,lg_prof_interval:20,\
              prof_gdump:true,prof_leak:true,prof_mmap:false,prof_max_depth:64,\
-             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc,prof_active:false",
+             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc,prof_active:false,prof_trim_signal:0",
         );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(c.prefix(), b"/tmp/a/b");
@@ -235,6 +251,8 @@ mod tests {
             (c.lg_interval, c.max_depth, c.interval_secs, c.signal),
             (20, 64, 30, 41)
         );
+        assert_eq!(c.trim_signal, 0);
+        assert!(!c.active);
     }
 
     #[test]

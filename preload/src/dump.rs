@@ -87,6 +87,10 @@ pub struct DumpBuf {
     pub read: [u8; 4096],
     pub frames: [usize; crate::config::MAX_DEPTH_LIMIT],
     pub ids: [sys::ObjectId; 256],
+    /// The `/proc/self/smaps` header line of the mapping whose `Rss:` is being read.
+    pub head: [u8; 512],
+    /// `/proc/self/pagemap` entries (or `mincore` flags) of a chunk of a tracked mapping.
+    pub cores: [u8; 4096],
 }
 
 impl DumpBuf {
@@ -96,6 +100,8 @@ impl DumpBuf {
             read: [0; 4096],
             frames: [0; crate::config::MAX_DEPTH_LIMIT],
             ids: [sys::ObjectId::EMPTY; 256],
+            head: [0; 512],
+            cores: [0; 4096],
         }
     }
 }
@@ -130,6 +136,9 @@ pub struct Meta<'a> {
     pub since: u64,
     /// Sampling is on now (off: `prof_active:false` or `jeprof-rs stop`).
     pub sampling: bool,
+    /// The mmap space's ranges (a copy taken for this dump), written as `# mapped_range`
+    /// lines with their resident bytes.
+    pub ranges: &'a [crate::mmaps::Range],
 }
 
 #[derive(Clone, Copy)]
@@ -209,6 +218,8 @@ fn write_rows(
         read: rbuf,
         frames,
         ids,
+        head,
+        cores,
     } = buf;
     let mut w = Written::default();
     let period = (1u64 << lg_sample) as f64;
@@ -254,9 +265,14 @@ fn write_rows(
             total[2],
             total[3]
         );
-        write_meta(&mut out, meta, lg_sample, rbuf, ids);
+        write_meta(&mut out, meta, lg_sample, rbuf, ids, head, cores);
+        let ids_too = meta.kind == "mmap";
         for r in &rows[..n] {
             let depth = table.frames(r.id, frames);
+            if ids_too {
+                // Which `# mapped_range` lines belong to the next stack.
+                let _ = writeln!(out, "# stack_id {}", r.id);
+            }
             out.put(b"@");
             for f in &frames[..depth] {
                 let _ = write!(out, " {f:#x}");
@@ -284,6 +300,8 @@ fn write_meta(
     lg_sample: u32,
     rbuf: &mut [u8; 4096],
     ids: &mut [sys::ObjectId; 256],
+    head: &mut [u8; 512],
+    cores: &mut [u8; 4096],
 ) {
     let (sec, nsec) = sys::now_realtime();
     let _ = write!(
@@ -327,13 +345,101 @@ fn write_meta(
     if let Some(m) = &meta.mallinfo {
         let _ = write!(
             out,
-            "# allocator: glibc\n# mallinfo_arena_bytes: {}\n# mallinfo_inuse_bytes: {}\n# mallinfo_free_bytes: {}\n# mallinfo_mmap_bytes: {}\n",
+            "# allocator: glibc\n# mallinfo_arena_bytes: {}\n# mallinfo_inuse_bytes: {}\n# mallinfo_free_bytes: {}\n# mallinfo_mmap_bytes: {}\n# mallinfo_keepcost_bytes: {}\n# mallinfo_free_chunks: {}\n",
             m.arena + m.hblkhd,
             m.uordblks + m.hblkhd,
             m.fordblks,
-            m.hblkhd
+            m.hblkhd,
+            m.keepcost,
+            m.ordblks
         );
     }
+    if meta.kind == "heap" {
+        write_rss_maps(out, rbuf, head);
+    }
+    let pagemap = if meta.ranges.is_empty() {
+        None
+    } else {
+        sys::open_read(c"/proc/self/pagemap")
+    };
+    for r in meta.ranges {
+        let len = r.end - r.start;
+        // Pages mapped in this process (what RSS counts); mincore, which says what is in the
+        // page cache, only when pagemap cannot be read.
+        let pages = pagemap
+            .and_then(|fd| sys::present_pages(fd, r.start, len, cores))
+            .unwrap_or_else(|| sys::resident_pages(r.start, len, cores));
+        let resident = pages * sys::PAGE;
+        let _ = writeln!(
+            out,
+            "# mapped_range {:x}-{:x} {} {}",
+            r.start, r.end, resident, r.stack
+        );
+    }
+    if let Some(fd) = pagemap {
+        sys::close(fd);
+    }
+}
+
+/// `# rss_map <start>-<end> <rss bytes> <anon|file> <path>` for each mapping of
+/// `/proc/self/smaps` with resident pages: what the analyzer's `rss` report adds up. (jeprof
+/// skips `#` lines; the MAPPED_LIBRARIES section stays the plain maps file it parses.)
+fn write_rss_maps(out: &mut FdWriter<'_>, rbuf: &mut [u8; 4096], head: &mut [u8; 512]) {
+    let mut head_len = 0usize;
+    sys::for_each_line(c"/proc/self/smaps", rbuf, &mut |line| {
+        if crate::unwind::parse_range(line).is_some() {
+            // A mapping's header: `start-end perms offset dev inode [path]`; its fields follow.
+            head_len = if line.len() <= head.len() {
+                head[..line.len()].copy_from_slice(line);
+                line.len()
+            } else {
+                0 // a path too long to keep: its pages stay unexplained
+            };
+            return true;
+        }
+        let Some(kb) = line.strip_prefix(b"Rss:") else {
+            return true;
+        };
+        let kb = kb
+            .split(|&c| c == b' ')
+            .find(|f| !f.is_empty())
+            .and_then(parse_u64)
+            .unwrap_or(0);
+        if kb == 0 || head_len == 0 {
+            return true;
+        }
+        let h = &head[..head_len];
+        let mut fields = h.split(|&c| c == b' ').filter(|f| !f.is_empty());
+        let range = fields.next().unwrap_or(b"");
+        let inode = fields.nth(3).unwrap_or(b"0");
+        // The path is the rest of the line after the inode (it may contain spaces).
+        let path = path_of(h);
+        out.put(b"# rss_map ");
+        out.put(range);
+        let _ = write!(
+            out,
+            " {} {} ",
+            kb.saturating_mul(1024),
+            if inode == b"0" { "anon" } else { "file" }
+        );
+        out.put(path);
+        out.put(b"\n");
+        head_len = 0;
+        true
+    });
+}
+
+/// The path field of a maps/smaps header line (empty for anonymous memory).
+fn path_of(h: &[u8]) -> &[u8] {
+    let mut rest = h;
+    for _ in 0..5 {
+        let start = rest.iter().position(|&c| c != b' ').unwrap_or(rest.len());
+        rest = &rest[start..];
+        let end = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    let start = rest.iter().position(|&c| c != b' ').unwrap_or(rest.len());
+    &rest[start..]
 }
 
 /// `# build_id <path>: <hex>` for each mapped executable object, so that the analyzer can tell
@@ -450,6 +556,7 @@ mod tests {
                 }),
                 since: 0,
                 sampling: true,
+                ranges: &[],
             },
             &mut buf,
             u64::MAX,
@@ -471,7 +578,23 @@ mod tests {
             text.contains("\n# mallinfo_arena_bytes: 100\n# mallinfo_inuse_bytes: 60\n# mallinfo_free_bytes: 40\n"),
             "{text}"
         );
-        assert!(text.contains("\n# mallinfo_arena_bytes: 100\n# mallinfo_inuse_bytes: 60\n# mallinfo_free_bytes: 40\n"), "{text}");
+        // Every resident mapping of this test process, by smaps: the library's own code is one.
+        assert!(
+            text.lines().any(|l| l.starts_with("# rss_map ")
+                && l.ends_with(" file /proc/self/exe")
+                || l.starts_with("# rss_map ") && l.contains(" file /")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("# rss_map ") && l.ends_with(" anon [stack]")),
+            "{text}"
+        );
+        assert_eq!(path_of(b"1000-2000 rw-p 00000000 00:00 0 "), b"");
+        assert_eq!(
+            path_of(b"1000-2000 r-xp 00000000 08:01 12   /a b/c.so"),
+            b"/a b/c.so"
+        );
         assert!(text.contains("\n\nMAPPED_LIBRARIES:\n"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -491,6 +614,7 @@ mod tests {
                     mallinfo: None,
                     since: 0,
                     sampling: true,
+                    ranges: &[],
                 },
                 &mut buf,
                 u64::MAX

@@ -46,6 +46,9 @@ struct Hot {
     /// Set by the `prof_signal` handler, served by the next sample on any thread or the next
     /// tick of the periodic timer.
     dump_requested: AtomicBool,
+    /// Set by the `prof_trim_signal` handler: the next sample on any thread calls glibc's
+    /// `malloc_trim(0)`.
+    trim_requested: AtomicBool,
     /// `prof_gdump`, copied from the configuration.
     gdump: AtomicBool,
     lg_sample: AtomicU32,
@@ -76,6 +79,7 @@ static HOT: Hot = Hot {
     active: AtomicBool::new(false),
     triggers_lost: AtomicBool::new(false),
     dump_requested: AtomicBool::new(false),
+    trim_requested: AtomicBool::new(false),
     gdump: AtomicBool::new(false),
     lg_sample: AtomicU32::new(19),
     ln_keep: AtomicU64::new(0),
@@ -258,6 +262,7 @@ static PERIODIC: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
 const POKED: u64 = u64::MAX;
 
 extern "C" fn periodic_fired(_: usize) {
+    serve_trim_request();
     serve_dump_request();
     dump_now(Trigger::Interval, true);
 }
@@ -299,6 +304,39 @@ extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut c_vo
     let t = thread::current();
     t.last_wait.set(POKED);
     t.bytes_until_sample.set(0);
+}
+
+/// The `prof_trim_signal` handler: like `on_signal`, two stores and a poke; the trim itself
+/// runs at the next allocation of this thread (or any thread's next sample), never here.
+extern "C" fn on_trim_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut c_void) {
+    HOT.trim_requested.store(true, Ordering::Release);
+    let t = thread::current();
+    t.last_wait.set(POKED);
+    t.bytes_until_sample.set(0);
+}
+
+/// glibc's `malloc_trim`, when glibc is the allocator under us (0 otherwise).
+static MALLOC_TRIM: AtomicU64 = AtomicU64::new(0);
+
+/// Returns free memory to the system if a trim was requested: glibc's `malloc_trim(0)` (it
+/// releases the free pages of every arena, not only the top). Runs on an allocation's slow
+/// path, after the real allocator returned, so that no arena lock is held by this thread.
+fn serve_trim_request() {
+    if !HOT.trim_requested.load(Ordering::Relaxed)
+        || !HOT.trim_requested.swap(false, Ordering::AcqRel)
+    {
+        return;
+    }
+    let f = MALLOC_TRIM.load(Ordering::Relaxed);
+    if f == 0 {
+        return;
+    }
+    let saved = sys::errno();
+    // SAFETY: `f` is glibc's `int malloc_trim(size_t pad)`, found by dlsym; it takes glibc's
+    // arena locks, none of which this thread holds here (we are past the real allocation, and
+    // never inside a signal handler: the handler only set the flag).
+    unsafe { core::mem::transmute::<u64, extern "C" fn(usize) -> libc::c_int>(f)(0) };
+    sys::set_errno(saved);
 }
 
 /// When the last on-demand dump was written (monotonic ns).
@@ -355,6 +393,9 @@ fn start_triggers_in() {
     if cfg.signal > 0 {
         // A forked child keeps the parent's handler; installing again fails harmlessly then.
         sys::install_handler(cfg.signal, on_signal);
+    }
+    if cfg.trim_signal > 0 && cfg.trim_signal != cfg.signal {
+        sys::install_handler(cfg.trim_signal, on_trim_signal);
     }
 }
 
@@ -431,6 +472,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
         // first sample after a restart draws a fresh countdown (marked like a dump request).
         t.bytes_until_sample.set(DORMANT_RECHECK);
         t.last_wait.set(POKED);
+        serve_trim_request();
         serve_dump_request();
         return;
     }
@@ -448,6 +490,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     if HOT.triggers_lost.load(Ordering::Relaxed) {
         restart_triggers_after_fork();
     }
+    serve_trim_request();
     serve_dump_request();
     let lg = HOT.lg_sample.load(Ordering::Relaxed);
     if t.rng.get() == 0 || t.last_wait.get() == POKED {
@@ -700,6 +743,9 @@ fn find_allocator() {
         // SAFETY: looking up a symbol by name.
         let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"mallinfo2".as_ptr()) };
         MALLINFO2.store(f as u64, Ordering::Relaxed);
+        // SAFETY: as above.
+        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_trim".as_ptr()) };
+        MALLOC_TRIM.store(f as u64, Ordering::Relaxed);
         return;
     }
     // SAFETY: dli_fbase is the load address of the mapped ELF object defining malloc.
@@ -960,6 +1006,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         mallinfo,
         since: SAMPLING_SINCE.load(Ordering::Relaxed),
         sampling: HOT.sampling.load(Ordering::Relaxed),
+        ranges: &[],
     };
     let wait_ns = if exiting { EXIT_WAIT_NS } else { u64::MAX };
     let write = |path: &core::ffi::CStr, buf: &mut DumpBuf, table, inuse, lg, meta: &Meta<'_>| {
@@ -982,12 +1029,14 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     };
     if TRACK_MMAP.load(Ordering::Relaxed) {
         dump::file_name(mname, cfg.prefix(), pid, seq, tag.as_bytes(), true);
+        let ranges = RangesCopy::take(exiting);
         let meta = Meta {
             kind: "mmap",
             tag: tag.as_bytes(),
             mallinfo: None,
             since: 0,
             sampling: true,
+            ranges: ranges.as_slice(),
         };
         if let Some(path) = mname.as_cstr()
             && let Err(e) = write(path, buf, &MAPPED, InUse::Counters, 0, &meta)
@@ -995,6 +1044,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         {
             report_write_error(mname.as_bytes(), e);
         }
+        drop(ranges);
     }
     if trigger == Trigger::Final {
         st.final_done = true;
@@ -1007,6 +1057,72 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     drop(st);
     sys::set_errno(saved);
     true
+}
+
+/// A copy of the mapping list's ranges in memory of our own (`map_anon`), taken under its lock
+/// and read after it is released: the dump measures each range's resident pages with
+/// `mincore`, which must not hold up the program's mmap calls.
+struct RangesCopy {
+    mem: *mut u8,
+    bytes: usize,
+    len: usize,
+}
+
+impl RangesCopy {
+    fn take(exiting: bool) -> RangesCopy {
+        let empty = RangesCopy {
+            mem: core::ptr::null_mut(),
+            bytes: 0,
+            len: 0,
+        };
+        let m = if exiting {
+            MAPS.acquire_within(EXIT_WAIT_NS)
+        } else {
+            MAPS.acquire()
+        };
+        let Some(m) = m else { return empty };
+        let src = m.ranges();
+        let bytes = core::mem::size_of_val(src);
+        let copy = if src.is_empty() {
+            None
+        } else {
+            sys::map_anon(bytes)
+        };
+        let out = match copy {
+            Some(mem) => {
+                // SAFETY: a fresh mapping of `bytes` bytes, suitably aligned (page-aligned),
+                // disjoint from the list's own memory.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(src.as_ptr(), mem.cast(), src.len());
+                }
+                RangesCopy {
+                    mem,
+                    bytes,
+                    len: src.len(),
+                }
+            }
+            None => empty,
+        };
+        m.release_with(drain_maps);
+        out
+    }
+
+    fn as_slice(&self) -> &[crate::mmaps::Range] {
+        if self.mem.is_null() {
+            return &[];
+        }
+        // SAFETY: `len` ranges copied into our own mapping by `take`.
+        unsafe { core::slice::from_raw_parts(self.mem.cast(), self.len) }
+    }
+}
+
+impl Drop for RangesCopy {
+    fn drop(&mut self) {
+        if !self.mem.is_null() {
+            // SAFETY: the mapping made by `take`, no longer referenced.
+            unsafe { sys::unmap(self.mem, self.bytes) };
+        }
+    }
 }
 
 fn report_write_error(path: &[u8], errno: i32) {

@@ -30,12 +30,26 @@ pub fn map_anon(len: usize) -> Option<*mut u8> {
             0usize,
         )
     };
-    set_errno(saved);
     if p < 0 || p as usize == usize::MAX {
-        None
-    } else {
-        Some(p as usize as *mut u8)
+        set_errno(saved);
+        return None;
     }
+    // Named `[anon:jeprof]` in /proc/self/maps (kernels with CONFIG_ANON_VMA_NAME; elsewhere
+    // the call fails and changes nothing), so that `jeprof-rs rss` tells our memory apart.
+    // SAFETY: prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME) reads the NUL-terminated name (the
+    // kernel copies it) and changes only the name of the mapping just made.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            0x5356_4d41 as libc::c_long, // PR_SET_VMA
+            0 as libc::c_long,           // PR_SET_VMA_ANON_NAME
+            p,
+            len,
+            c"jeprof".as_ptr(),
+        )
+    };
+    set_errno(saved);
+    Some(p as usize as *mut u8)
 }
 
 /// Returns memory obtained from [`map_anon`].
@@ -345,6 +359,65 @@ impl Timer {
     }
 }
 
+/// Pages of `addr..addr+len` present in this process's page tables, read from
+/// `/proc/self/pagemap` (`fd`; bit 63 of each page's 8-byte entry) in chunks of `buf.len() / 8`
+/// pages: what RSS counts, for anonymous and file mappings alike. `None` when the file cannot
+/// be read (then [`resident_pages`] is the fallback).
+pub fn present_pages(fd: c_int, addr: usize, len: usize, buf: &mut [u8]) -> Option<usize> {
+    let per = buf.len() / 8;
+    if per == 0 {
+        return None;
+    }
+    let saved = errno();
+    let mut pages = 0;
+    let mut page = addr / PAGE;
+    let end = addr.saturating_add(len).div_ceil(PAGE);
+    while page < end {
+        let n = (end - page).min(per);
+        let want = n * 8;
+        // SAFETY: pread writes at most `want` <= buf.len() bytes into `buf`.
+        let got = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), want, (page * 8) as i64) };
+        if got < 0 {
+            set_errno(saved);
+            return None;
+        }
+        let got = got as usize / 8;
+        pages += buf[..got * 8]
+            .chunks_exact(8)
+            .filter(|e| e[7] & 0x80 != 0)
+            .count();
+        if got < n {
+            break;
+        }
+        page += n;
+    }
+    set_errno(saved);
+    Some(pages)
+}
+
+/// Pages of `addr..addr+len` resident in memory, by `mincore(2)` in chunks of `vec.len()`
+/// pages (one byte each). A chunk the kernel refuses (unmapped meanwhile) counts nothing.
+/// For anonymous memory this is what the process has touched and not given back; for a file
+/// mapping it is the file's pages in the page cache, which may exceed what this process maps.
+pub fn resident_pages(addr: usize, len: usize, vec: &mut [u8]) -> usize {
+    let saved = errno();
+    let mut pages = 0;
+    let mut at = addr & !(PAGE - 1);
+    let end = addr.saturating_add(len);
+    while at < end && !vec.is_empty() {
+        let n = (end - at).div_ceil(PAGE).min(vec.len());
+        // SAFETY: mincore only writes `n` bytes to `vec` (which holds at least that many) and
+        // reads no memory of the range itself; a range that is not mapped fails with ENOMEM.
+        let r = unsafe { libc::syscall(libc::SYS_mincore, at, n * PAGE, vec.as_mut_ptr()) };
+        if r == 0 {
+            pages += vec[..n].iter().filter(|&&b| b & 1 != 0).count();
+        }
+        at = at.saturating_add(n * PAGE);
+    }
+    set_errno(saved);
+    pages
+}
+
 /// Installs `handler` for `signo` unless the program already handles that signal. Returns
 /// false if it did not install it.
 pub fn install_handler(
@@ -386,7 +459,12 @@ pub struct MallInfo2 {
 /// Calls `f` with each line of `/proc/self/maps` (without the newline) until it returns false.
 /// Reads with raw system calls into the caller's buffer; a line longer than it is skipped.
 pub fn for_each_maps_line(buf: &mut [u8], f: &mut dyn FnMut(&[u8]) -> bool) {
-    let Some(fd) = open_read(c"/proc/self/maps") else {
+    for_each_line(c"/proc/self/maps", buf, f);
+}
+
+/// Calls `f` with each line of the file at `path`, as [`for_each_maps_line`] does.
+pub fn for_each_line(path: &CStr, buf: &mut [u8], f: &mut dyn FnMut(&[u8]) -> bool) {
+    let Some(fd) = open_read(path) else {
         return;
     };
     let mut carry = 0usize;

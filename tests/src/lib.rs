@@ -913,6 +913,103 @@ impl Top {
     }
 }
 
+/// One row of `jeprof-rs rss --json`.
+#[derive(Debug, Clone)]
+pub struct RssRow {
+    pub category: String,
+    pub detail: String,
+    pub resident: i64,
+}
+
+/// `jeprof-rs rss --json DUMP`, parsed.
+#[derive(Debug, Clone)]
+pub struct Rss {
+    pub rss_bytes: i64,
+    pub rows: Vec<RssRow>,
+    pub hints: Vec<String>,
+    pub command: String,
+}
+
+/// Runs `jeprof-rs rss --json DUMP`, which must succeed, and parses its document.
+pub fn rss(dump: &Path) -> Rss {
+    let command = format!("{} rss --json {}", analyzer().display(), dump.display());
+    let out = Run::new(analyzer())
+        .args(&["rss", "--json", &dump.to_string_lossy()])
+        .run();
+    out.expect_success();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command}: bad JSON: {e}\n{}", out.stdout));
+    let rows = doc["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{command}: no rows\n{}", out.stdout))
+        .iter()
+        .map(|r| RssRow {
+            category: r["category"].as_str().expect("category").to_string(),
+            detail: r["detail"].as_str().expect("detail").to_string(),
+            resident: r["resident_bytes"].as_i64().expect("resident_bytes"),
+        })
+        .collect();
+    Rss {
+        rss_bytes: doc["rss_bytes"].as_i64().expect("rss_bytes"),
+        rows,
+        hints: doc["hints"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        command,
+    }
+}
+
+impl Rss {
+    /// Resident bytes of every row of `category`.
+    pub fn sum(&self, category: &str) -> i64 {
+        self.rows
+            .iter()
+            .filter(|r| r.category == category)
+            .map(|r| r.resident)
+            .sum()
+    }
+
+    /// Resident bytes of the row `category`/`detail` (0 when absent).
+    pub fn row(&self, category: &str, detail: &str) -> i64 {
+        self.rows
+            .iter()
+            .filter(|r| r.category == category && r.detail == detail)
+            .map(|r| r.resident)
+            .sum()
+    }
+
+    /// Sum of all rows but `unexplained`.
+    pub fn explained(&self) -> i64 {
+        self.rows
+            .iter()
+            .filter(|r| r.category != "unexplained")
+            .map(|r| r.resident)
+            .sum()
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("{}\nrss_bytes {}\n", self.command, self.rss_bytes);
+        for r in &self.rows {
+            let _ = writeln!(s, "{:>14} {} {}", r.resident, r.category, r.detail);
+        }
+        s
+    }
+}
+
+/// The `# key: value` metadata value of a dump.
+pub fn dump_meta(dump: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dump).ok()?;
+    let want = format!("# {key}:");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map(|v| v.trim().to_string())
+}
+
 /// `JEPROF_CONF` for exact mode writing under `dir`.
 pub fn exact_conf(dir: &TempDir) -> String {
     format!("prof_prefix:{},lg_prof_sample:0", dir.prefix())

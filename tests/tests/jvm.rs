@@ -326,7 +326,19 @@ fn run_names_compiled_java_frames() {
     run.expect_success();
     assert!(
         run.stdout.contains("pixel_alloc"),
-        "run's report names the leak\n{}",
+        "run's report (stdout) names the leak\n{}",
+        run.report()
+    );
+    // The first screen: the leading site in one line, with its JNI entry.
+    let first = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Leading sites"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        first.contains("pixel_alloc [libfakecv] <- Java_demo_Mat_n_1Mat <- "),
+        "{}",
         run.report()
     );
     let dump = dumps_in(&dumps, "jeprof")
@@ -357,5 +369,63 @@ fn run_names_compiled_java_frames() {
             .any(|l| l.contains("demo.Mat") || l.contains("demo.NativeLeakDemo")),
         "Java frames above the JNI call are named:\n{}",
         leak_stacks.join("\n")
+    );
+}
+
+#[test]
+fn rss_of_a_jvm_is_explained() {
+    let Some(demo) = build("jvm_rss") else {
+        return;
+    };
+    let (dir, out) = demo.profiled("jvm_rss", "demo.NativeLeakDemo", &["200"], "");
+    let dump = final_dump(&dir, out.pid);
+    let r = rss(&dump);
+    // Rows add up to the RSS the dump recorded; what no row explains is within 5% of it.
+    let total: i64 = r.rows.iter().map(|row| row.resident).sum();
+    assert!(
+        (total - r.rss_bytes).abs() <= r.rows.len() as i64,
+        "{}",
+        r.render()
+    );
+    assert!(
+        (r.rss_bytes - r.explained()).abs() * 20 <= r.rss_bytes,
+        "unexplained above 5%\n{}",
+        r.render()
+    );
+    // HotSpot's mappings are named by what mapped them: the Java heap (G1's regions), and
+    // the threads' stacks below their guard pages (the JVM runs a dozen threads or more).
+    assert!(r.sum("java_heap") > 0, "{}", r.render());
+    assert!(r.sum("metaspace") > 0, "{}", r.render());
+    assert!(r.sum("code_cache") > 0, "{}", r.render());
+    let stacks = r
+        .rows
+        .iter()
+        .find(|row| {
+            row.category == "thread_stacks"
+                && row.detail.ends_with("thread stacks (below a guard page)")
+        })
+        .unwrap_or_else(|| panic!("no thread stacks row\n{}", r.render()));
+    let n: usize = stacks
+        .detail
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 8, "{}", r.render());
+    // The leak, under its library, next to HotSpot's own malloc'd memory.
+    assert!(r.row("malloc_in_use", "libfakecv") > 0, "{}", r.render());
+    assert!(r.row("malloc_in_use", "libjvm") > 0, "{}", r.render());
+
+    // top's first line names the leak with its JNI entry (the Java frames above it are
+    // unnamed here: no perf map without `jeprof-rs run`'s JVM options).
+    let top = Run::new(analyzer())
+        .args(&["top", &dump.to_string_lossy()])
+        .run();
+    top.expect_success();
+    let first = top.stdout.lines().nth(1).unwrap_or("");
+    assert!(
+        first.contains(" pixel_alloc [libfakecv] <- Java_demo_Mat_n_1Mat"),
+        "{}",
+        top.report()
     );
 }

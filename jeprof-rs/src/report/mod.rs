@@ -4,9 +4,11 @@
 pub mod collapsed;
 pub mod diff;
 pub mod flame;
+pub mod leading;
 pub mod memory;
 pub mod pprof;
 pub mod proto;
+pub mod rss;
 pub mod top;
 pub mod trend;
 

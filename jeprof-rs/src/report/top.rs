@@ -293,6 +293,25 @@ fn label(row: &Row, by: By) -> String {
 
 /// The text table (first `limit` rows). `exact` prints bytes as plain integers.
 pub fn to_text(top: &Top, limit: usize, exact: bool) -> String {
+    to_text_with(top, limit, exact, None)
+}
+
+/// Resident bytes (flat, cum) of each row of a mappings table, by site.
+pub type Resident = HashMap<SiteKey, (f64, f64)>;
+
+/// Resident bytes by row: `resident` are the stacks with their resident bytes as in-use bytes.
+pub fn resident_rows(tables: &Tables, resident: &[Stack], by: By) -> Resident {
+    compute(tables, resident, Measure::InuseSpace, by)
+        .rows
+        .iter()
+        .map(|r| (r.site_key(), (r.flat_bytes, r.cum_bytes)))
+        .collect()
+}
+
+/// The text table with, for a mappings profile, the resident bytes of each row next to its
+/// mapped bytes (`resident`, `cum res`): reservations and committed-but-untouched memory
+/// show as mapped but not resident.
+pub fn to_text_with(top: &Top, limit: usize, exact: bool, resident: Option<&Resident>) -> String {
     let m = top.measure;
     let total = top.total();
     let shown = top.rows.len().min(limit);
@@ -313,25 +332,34 @@ pub fn to_text(top: &Top, limit: usize, exact: bool) -> String {
         shown,
         top.rows.len()
     );
-    let rows: Vec<[String; 5]> = {
+    let rows: Vec<Vec<String>> = {
         let mut sum = 0.0;
         top.rows
             .iter()
             .take(limit)
             .map(|r| {
                 sum += r.flat(m);
-                [
+                let mut cells = vec![
                     humanize::value(r.flat(m), m.is_bytes(), exact),
                     humanize::percent(r.flat(m), total),
                     humanize::percent(sum, total),
                     humanize::value(r.cum(m), m.is_bytes(), exact),
                     humanize::percent(r.cum(m), total),
-                ]
+                ];
+                if let Some(res) = resident {
+                    let (flat, cum) = res.get(&r.site_key()).copied().unwrap_or((0.0, 0.0));
+                    cells.push(humanize::value(flat, true, exact));
+                    cells.push(humanize::value(cum, true, exact));
+                }
+                cells
             })
             .collect()
     };
-    let header = ["flat", "flat%", "sum%", "cum", "cum%"];
-    let widths: Vec<usize> = (0..5)
+    let mut header = vec!["flat", "flat%", "sum%", "cum", "cum%"];
+    if resident.is_some() {
+        header.extend(["resident", "cum res"]);
+    }
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].len())
