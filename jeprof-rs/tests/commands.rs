@@ -111,7 +111,7 @@ fn rss_and_trim_errors_are_one_line() {
         ),
         (
             &["trim", "999999999"],
-            "jeprof-rs: /proc/999999999/maps: cannot read: No such file or directory (os error 2)\n",
+            "jeprof-rs: pid 999999999 does not exist; nothing sent\n",
         ),
         (
             &["trim", "1", "--signal", "99"],
@@ -131,7 +131,7 @@ fn rss_and_trim_errors_are_one_line() {
     assert_eq!(
         stderr(&o),
         format!(
-            "jeprof-rs: trim: pid {pid} has no libjeprof_preload.so mapped; not sending signal 42 (without our handler it would end the process)\n"
+            "jeprof-rs: pid {pid} (sleep) does not have libjeprof_preload.so loaded (start it with `jeprof-rs run` or LD_PRELOAD); nothing sent\n"
         )
     );
     std::thread::sleep(std::time::Duration::from_millis(100));
