@@ -984,6 +984,22 @@ impl Rss {
     }
 
     /// Sum of all rows but `unexplained`.
+    /// The rows add up to the RSS (within a byte per row of rounding), and what no row
+    /// explains is within 5% of it.
+    pub fn expect_adds_up(&self) {
+        let total: i64 = self.rows.iter().map(|row| row.resident).sum();
+        assert!(
+            (total - self.rss_bytes).abs() <= self.rows.len() as i64,
+            "{}",
+            self.render()
+        );
+        assert!(
+            (self.rss_bytes - self.explained()).abs() * 20 <= self.rss_bytes,
+            "unexplained above 5%\n{}",
+            self.render()
+        );
+    }
+
     pub fn explained(&self) -> i64 {
         self.rows
             .iter()

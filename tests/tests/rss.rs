@@ -30,17 +30,7 @@ fn retention_is_told_apart_from_the_leak() {
         .expect("rss_bytes in the dump");
     assert_eq!(r.rss_bytes, recorded, "{}", r.render());
     // The rows add up to the RSS; what no row explains is within 5% of it.
-    let total: i64 = r.rows.iter().map(|row| row.resident).sum();
-    assert!(
-        (total - r.rss_bytes).abs() <= r.rows.len() as i64,
-        "{}",
-        r.render()
-    );
-    assert!(
-        (r.rss_bytes - r.explained()).abs() * 20 <= r.rss_bytes,
-        "unexplained above 5%\n{}",
-        r.render()
-    );
+    r.expect_adds_up();
     // The program's own malloc'd bytes are the leak plus the kept tenth, to the byte.
     assert_eq!(
         r.row("malloc_in_use", "retain"),
