@@ -659,7 +659,7 @@ pub fn cmd_trim(a: &TrimArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     // The checks of `dump` (the preload mapped, the signal caught), then every thread.
     let target = crate::target::Target::check(pid)?;
-    let sig = target.dump_signal(Some(sig))?;
+    target.require_caught(sig, "prof_trim_signal")?;
     let before = status_kb(pid, "VmRSS:")?;
     let threads = target.signal_all_threads(sig)?;
     // The trim runs at the process's next allocation: watch the RSS until it has dropped and

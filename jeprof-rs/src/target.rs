@@ -334,6 +334,28 @@ impl Target {
         Ok(signal)
     }
 
+    /// Refuses unless the process catches `signal`, the preload's `key` (e.g.
+    /// `prof_trim_signal`): a signal without our handler would end it.
+    pub fn require_caught(&self, signal: i32, key: &str) -> Result<(), Error> {
+        if !(1..=64).contains(&signal) {
+            return Err(Error::Usage(format!(
+                "--signal {signal}: expected a signal number 1..64; nothing sent to pid {}",
+                self.pid
+            )));
+        }
+        if self.status.catches(signal) {
+            return Ok(());
+        }
+        Err(refuse(
+            self.pid,
+            &self.name,
+            format_args!(
+                "has {PRELOAD_NAME} loaded but does not catch signal {signal} ({key} is another \
+                 signal or 0 there, or the program has its own handler)"
+            ),
+        ))
+    }
+
     /// Everything read from `/proc/<pid>` since the pidfd was opened was this process's if it
     /// still lives now: an error if it does not.
     pub fn confirm(&self) -> Result<(), Error> {
