@@ -319,8 +319,9 @@ fn interval_dumps_sampled() {
 }
 
 /// AT_SECURE: LD_PRELOAD is ignored by the loader for a setuid program, so the program loads the
-/// profiler with dlopen. Run as `nobody`: without the setuid bit the profiler writes its final
-/// dump (the control); with it (AT_SECURE=1) it must write nothing.
+/// profiler with dlopen and starts it as an attach does (`Agent_OnAttach`). Run as `nobody`:
+/// without the setuid bit the profiler starts and writes its final dump (the control); with it
+/// (AT_SECURE=1) the agent refuses to start (201) and nothing is written.
 #[test]
 fn setuid_program_stays_passive() {
     const NAME: &str = "setuid_program_stays_passive";
@@ -363,15 +364,14 @@ fn setuid_program_stays_passive() {
     perm(&plain, 0o755);
     let control = as_nobody(&plain);
     control.expect_success();
-    if !control.stdout.contains("loaded=1 secure=0") {
+    if !control.stdout.contains("loaded=1 secure=0 agent=0") {
         return skip(NAME, &format!("control run: {}", control.report()));
     }
-    if dumps_in(&out_dir, "jeprof").is_empty() {
-        return skip(
-            NAME,
-            "the profiler writes no dump when loaded by dlopen, so passivity cannot be observed",
-        );
-    }
+    assert!(
+        !dumps_in(&out_dir, "jeprof").is_empty(),
+        "the control wrote no dump\n{}",
+        control.report()
+    );
     for d in dumps_in(&out_dir, "jeprof") {
         std::fs::remove_file(d.path).unwrap();
     }
@@ -383,7 +383,11 @@ fn setuid_program_stays_passive() {
     if out.stdout.contains("secure=0") {
         return skip(NAME, "the temp dir is mounted nosuid: no AT_SECURE");
     }
-    assert!(out.stdout.contains("loaded=1 secure=1"), "{}", out.report());
+    assert!(
+        out.stdout.contains("loaded=1 secure=1 agent=201"),
+        "{}",
+        out.report()
+    );
     let written = dumps_in(&out_dir, "jeprof");
     assert!(
         written.is_empty(),
