@@ -380,7 +380,7 @@ fn report(
     let mut text = String::new();
     text.push_str(&format!("\nIn use {when} ({}):\n", heap.display()));
     let sites = leading::compute(tables, stacks);
-    text.push_str(&leading::to_text(&sites, 5, t.total_bytes, args.exact));
+    text.push_str(&leading::to_text(&sites, 5, t.total_bytes, false));
     match crate::cli::rss_of(&loaded, mmap.map(|_| 1)) {
         Ok(r) => {
             text.push_str(&rss::summary(&r));
@@ -392,7 +392,7 @@ fn report(
         Err(why) => text.push_str(&format!("(no RSS breakdown: {why})\n")),
     }
     text.push_str(&format!("\nheap in use {when} ({}):\n", heap.display()));
-    text.push_str(&top::to_text(&t, args.n, args.exact));
+    text.push_str(&top::to_text(&t, args.n, false));
     let mem = crate::report::memory::Memory::from_metadata(&loaded.profiles[0].metadata);
     text.push_str(&crate::report::memory::summary(&mem, t.total_bytes));
     if let Some(mmap) = mmap {
@@ -404,12 +404,7 @@ fn report(
                 "\nmappings {when}, mapped and resident ({}):\n",
                 mmap.display()
             ));
-            text.push_str(&top::to_text_with(
-                &mt,
-                args.n,
-                args.exact,
-                resident.as_ref(),
-            ));
+            text.push_str(&top::to_text_with(&mt, args.n, false, resident.as_ref()));
         }
     }
     Ok(text)

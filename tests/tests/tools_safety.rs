@@ -116,15 +116,16 @@ fn prof_signal_0_is_refused() {
 
 #[test]
 fn a_signal_the_preload_does_not_catch_is_refused() {
-    let dir = TempDir::new("signal42");
-    // The preload catches 41 here; 42 has no handler (its default action kills).
+    let dir = TempDir::new("signal43");
+    // The preload catches 41 (dumps) and 42 (trim) here; 43 has no handler (its default action
+    // kills).
     let child = start_demand(&dir, &format!("prof_prefix:{}", dir.prefix()));
     let pid = child.id();
-    let o = dump(&[&pid.to_string(), "--signal", "42"]);
+    let o = dump(&[&pid.to_string(), "--signal", "43"]);
     expect_refusal(
         &o,
         &format!(
-            "pid {pid} (triggers) has libjeprof_preload.so loaded but does not catch signal 42"
+            "pid {pid} (triggers) has libjeprof_preload.so loaded but does not catch signal 43"
         ),
     );
     let o = dump(&[&pid.to_string(), "--signal", "65"]);
