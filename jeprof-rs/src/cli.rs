@@ -591,10 +591,38 @@ pub fn cmd_top(a: TopArgs, out: &mut dyn Write) -> Result<i32, Error> {
             let mem = memory::Memory::from_metadata(&loaded.profiles[0].metadata);
             text.push_str(&memory::summary(&mem, t.total_bytes));
         }
+        text.push_str(&coverage_note(&loaded.profiles[0].metadata));
         text
     };
     write_out(out, &text)?;
     Ok(0)
+}
+
+/// What a dump's samples cover when that is not "since the process started": since an attach
+/// or a `jeprof-rs start` (`# sampling_since:`), and whether sampling was off at the dump.
+fn coverage_note(meta: &std::collections::BTreeMap<String, String>) -> String {
+    let mut note = String::new();
+    if let Some(since) = meta.get("sampling_since") {
+        let secs: f64 = since.parse().unwrap_or(0.0);
+        let before = meta
+            .get("time")
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(|t| {
+                format!(
+                    ", {} before this dump",
+                    crate::report::trend::duration(t - secs)
+                )
+            })
+            .unwrap_or_default();
+        note.push_str(&format!(
+            "Covers allocations since sampling started (attach or `jeprof-rs start`) at unix time \
+             {since}{before}; blocks allocated earlier are not in it.\n"
+        ));
+    }
+    if meta.get("sampling").is_some_and(|v| v == "off") {
+        note.push_str("Sampling was off at this dump (prof_active:false or `jeprof-rs stop`).\n");
+    }
+    note
 }
 
 pub fn cmd_rss(a: &RssArgs, out: &mut dyn Write) -> Result<i32, Error> {

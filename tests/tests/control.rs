@@ -70,6 +70,20 @@ fn start_and_stop_a_dormant_process() {
         text.contains("\n# sampling: off\n"),
         "no 'sampling: off' line"
     );
+    // `top` says what the dump covers.
+    let shown = Run::new(analyzer())
+        .arg("top")
+        .arg(finals[0].path.display().to_string())
+        .run();
+    shown.expect_success();
+    assert!(
+        shown
+            .stdout
+            .contains("Covers allocations since sampling started")
+            && shown.stdout.contains("Sampling was off at this dump"),
+        "{}",
+        shown.report()
+    );
 }
 
 #[test]
