@@ -91,6 +91,8 @@ pub struct DumpBuf {
     pub head: [u8; 512],
     /// `/proc/self/pagemap` entries (or `mincore` flags) of a chunk of a tracked mapping.
     pub cores: [u8; 4096],
+    /// The temporary name a dump is written under.
+    pub tmp: crate::fmt::StackBuf<640>,
 }
 
 impl DumpBuf {
@@ -102,6 +104,7 @@ impl DumpBuf {
             ids: [sys::ObjectId::EMPTY; 256],
             head: [0; 512],
             cores: [0; 4096],
+            tmp: crate::fmt::StackBuf::new(),
         }
     }
 }
@@ -220,6 +223,7 @@ fn write_rows(
         ids,
         head,
         cores,
+        tmp: tmpbuf,
     } = buf;
     let mut w = Written::default();
     let period = (1u64 << lg_sample) as f64;
@@ -253,8 +257,15 @@ fn write_rows(
     w.inuse_objs = total[0];
     w.inuse_bytes = total[1];
 
+    // Written under a hidden temporary name beside the file and renamed into place when whole
+    // (never replacing a file of that name): a reader sees a complete dump or none.
+    let Some(tmp) = temp_name(tmpbuf, path) else {
+        // SAFETY: the scratch rows are no longer referenced.
+        unsafe { sys::unmap(scratch, bytes) };
+        return Err(libc::ENAMETOOLONG);
+    };
     let result = (|| {
-        let fd = sys::create_exclusive(path)?;
+        let fd = sys::create_exclusive(tmp)?;
         let mut out = FdWriter::new(fd, obuf);
         let _ = write!(
             out,
@@ -287,11 +298,31 @@ fn write_rows(
         copy_file(&mut out, c"/proc/self/maps", rbuf);
         let ok = out.finish();
         sys::close(fd);
-        if ok { Ok(w) } else { Err(libc::EIO) }
+        if !ok {
+            sys::unlink(tmp);
+            return Err(libc::EIO);
+        }
+        if let Err(e) = sys::rename_noreplace(tmp, path) {
+            sys::unlink(tmp);
+            return Err(e);
+        }
+        Ok(w)
     })();
     // SAFETY: the scratch rows are no longer referenced.
     unsafe { sys::unmap(scratch, bytes) };
     result
+}
+
+/// `<dir>/.<name>.tmp` for `<dir>/<name>`, in `buf`.
+fn temp_name<'a>(buf: &'a mut crate::fmt::StackBuf<640>, path: &CStr) -> Option<&'a CStr> {
+    let bytes = path.to_bytes();
+    let cut = bytes.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+    buf.clear();
+    buf.push(&bytes[..cut]);
+    buf.push(b".");
+    buf.push(&bytes[cut..]);
+    buf.push(b".tmp");
+    buf.as_cstr()
 }
 
 fn write_meta(

@@ -210,6 +210,41 @@ pub fn rename(from: &CStr, to: &CStr) -> bool {
     unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 }
 }
 
+/// Moves `from` to `to` unless `to` exists (`EEXIST` then: a dump never replaces a file):
+/// `renameat2(RENAME_NOREPLACE)`, or `link` + `unlink` where the file system lacks it.
+pub fn rename_noreplace(from: &CStr, to: &CStr) -> Result<(), c_int> {
+    let saved = errno();
+    // SAFETY: two NUL-terminated paths relative to the working directory; flags only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    let result = if r == 0 {
+        Ok(())
+    } else {
+        match errno() {
+            libc::EINVAL | libc::ENOSYS => {
+                // SAFETY: as above; link fails with EEXIST if `to` exists.
+                if unsafe { libc::link(from.as_ptr(), to.as_ptr()) } == 0 {
+                    unlink(from);
+                    Ok(())
+                } else {
+                    Err(errno())
+                }
+            }
+            e => Err(e),
+        }
+    };
+    set_errno(saved);
+    result
+}
+
 pub fn unlink(path: &CStr) {
     // SAFETY: `path` is NUL-terminated.
     unsafe { libc::unlink(path.as_ptr()) };

@@ -500,13 +500,14 @@ static MAIN_HI: AtomicUsize = AtomicUsize::new(0);
 /// Cached bounds meaning "this thread's stack could not be found".
 const NO_STACK: usize = 1;
 
-/// Learns the main thread's stack from `/proc/self/maps`, once, at start-up (before a sandbox
-/// can forbid opening files): no walk ever reads that file.
+/// Learns the main thread's stack (`[stack]`) from `/proc/self/maps`, once, at start-up
+/// (before a sandbox can forbid opening files): no walk ever reads that file for it.
 pub fn init_stacks(read_buf: &mut [u8]) {
-    let sp = Regs::capture().sp;
+    // The `[stack]` mapping is the main thread's, whichever thread starts the profiler (an
+    // attach runs on a JVM's attach listener thread); it grows down as far as RLIMIT_STACK.
     let mut found = None;
     crate::sys::for_each_maps_line(read_buf, &mut |line| match parse_range(line) {
-        Some((lo, hi)) if lo <= sp && sp < hi => {
+        Some((_, hi)) if line.ends_with(b"[stack]") => {
             found = Some(hi);
             false
         }
@@ -868,6 +869,8 @@ mod tests {
     fn cfi_walk_matches_libgcc() {
         // Not init(): in the test binary "self" would be the whole program.
         init_object_lookup();
+        // As the profiler's start-up does (this test may run on the main thread).
+        init_stacks(&mut [0u8; 4096]);
         if DL_FIND_OBJECT.load(Ordering::Relaxed) == 0 {
             eprintln!("skipped: no _dl_find_object");
             return;
