@@ -34,8 +34,9 @@ macro_rules! real_fn {
 /// Charges `size` bytes of a new block `p` to the countdown; samples when it runs out.
 /// Returns `p`, so that hooks can end with it.
 ///
-/// No reentrancy check is needed here: while the profiler itself runs on this thread, the
-/// countdown is parked at `i64::MAX`, so nested allocations cannot reach the slow path.
+/// No reentrancy check is needed here: an allocation made while the profiler itself runs on
+/// this thread reaches `profiler::sample`, which sees the thread busy (sampled mode parks the
+/// countdown, so such allocations rarely get there at all).
 #[inline(always)]
 fn account(p: *mut c_void, size: usize) -> *mut c_void {
     // A size above i64::MAX takes the slow path, which undoes the charge of a failed request.
@@ -82,7 +83,6 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
     if !p.is_null() {
         LIVE.filter_add(p as usize); // so that free() takes the slow path and ignores it
     }
-    thread::current().bytes_until_sample.set(0);
     Some(p)
 }
 
@@ -99,8 +99,8 @@ fn early_alloc(size: usize, align: usize) -> Option<*mut c_void> {
 // records nothing.) `free` jumps through its slot of the live table's jump table: one load, no
 // TLS.
 //
-// No reentrancy check is needed: while the profiler itself runs on a thread, its countdown is
-// parked at i64::MAX, so nested allocations cannot reach the slow path.
+// No reentrancy check is needed: an allocation made while the profiler itself runs on a thread
+// reaches `profiler::sample`, which sees the thread busy.
 //
 // On x86-64 these three are written out as naked functions: rustc reaches a shared object's
 // statics through the GOT (a load per static per call) and tests a function pointer before
@@ -149,7 +149,6 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `malloc` whose countdown ran out: allocate, then sample.
 #[inline(never)]
 unsafe extern "C" fn malloc_slow(size: usize) -> *mut c_void {
-    profiler::slow_entry();
     let f = real::MALLOC.get();
     if f.is_null() {
         return malloc_unresolved(size);
@@ -211,7 +210,6 @@ pub unsafe extern "C" fn calloc(n: usize, m: usize) -> *mut c_void {
 /// `calloc` whose countdown ran out: allocate, then sample.
 #[inline(never)]
 unsafe extern "C" fn calloc_slow(n: usize, m: usize) -> *mut c_void {
-    profiler::slow_entry();
     let f = real::CALLOC.get();
     if f.is_null() {
         return calloc_unresolved(n, m);

@@ -432,8 +432,8 @@ pub fn sample(ptr: *mut c_void, size: usize, pc: usize, sp: usize, bp: usize) ->
         // (a small walk, no memo: the interrupted walk owns it); either way the charge is
         // undone, so that the countdown stays where the profiler left it (never below zero:
         // the fast path compares unsigned, and a negative countdown is never reached again).
-        // (Exact mode's countdown is zero at rest, and `slow_entry` may have zeroed it
-        // already: adding the size back would skip the program's next allocations.)
+        // (Exact mode's countdown is zero at rest: adding the size back to a countdown that an
+        // interrupted sample has already reset would skip the program's next allocations.)
         let exact = HOT.lg_sample.load(Ordering::Relaxed) == 0;
         let c = t.bytes_until_sample.get().wrapping_add(size as i64);
         t.bytes_until_sample.set(if exact { 0 } else { c.max(0) });
@@ -517,7 +517,7 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     }
     // Bytes allocated by this thread since the countdown was drawn (it went from last_wait
     // down to `countdown`).
-    // (Exact mode: the slow path's entry set the countdown back to zero, see `slow_entry`.)
+    // (Exact mode: every allocation is a sample, so exactly this one's bytes.)
     let allocated = if lg == 0 {
         size as u64
     } else {
@@ -530,17 +530,6 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
     t.bytes_until_sample.set(wait);
     record(ptr as usize, size as u64, lg, regs);
     count_allocated(allocated);
-}
-
-/// First thing on the slow path of `malloc`/`calloc`, before the real call. In exact mode the
-/// countdown is back at zero at once: the fast path left it below zero, which no later
-/// request reaches (the comparison is unsigned), so a signal handler allocating while the real
-/// malloc runs would not be recorded.
-#[inline(always)]
-pub fn slow_entry() {
-    if HOT.lg_sample.load(Ordering::Relaxed) == 0 {
-        thread::current().bytes_until_sample.set(0);
-    }
 }
 
 /// The id of a walked stack: the thread's last one when the walk found the same frames (a
