@@ -278,10 +278,14 @@ pub struct RunArgs {
     /// applied after the ones these options set.
     #[arg(long, value_name = "KEY:VALUE,...")]
     pub conf: Option<String>,
-    /// Do not add `-XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit
-    /// -XX:+PreserveFramePointer` to JAVA_TOOL_OPTIONS (they let JVMs under the command show
-    /// their compiled Java frames).
+    /// Add `-XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit -XX:+PreserveFramePointer`
+    /// to JAVA_TOOL_OPTIONS. Not needed by HotSpot JVMs, whose Java frames the preload crosses
+    /// and names from the JVM's own metadata; for JVMs without that metadata.
     #[arg(long)]
+    pub java_opts: bool,
+    /// No longer needed (the JVM options are added only with `--java-opts`); accepted for
+    /// scripts written before.
+    #[arg(long, hide = true)]
     pub no_java_opts: bool,
     /// The command to run, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]

@@ -42,6 +42,8 @@ pub enum ParseErrorKind {
     BadMapsLine,
     /// A `# rss_map` or `# mapped_range` line does not have its fields.
     BadResidency,
+    /// A `# java_method` line is not `0x<frame> <name>`.
+    BadJavaMethod,
 }
 
 impl ParseErrorKind {
@@ -72,6 +74,7 @@ impl ParseErrorKind {
             Self::BadResidency => {
                 "malformed `# rss_map START-END RSS anon|file PATH` or `# mapped_range START-END RESIDENT STACK_ID` line"
             }
+            Self::BadJavaMethod => "malformed `# java_method 0xFRAME NAME` line",
         }
     }
 }

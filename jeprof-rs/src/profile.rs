@@ -143,6 +143,9 @@ pub struct Profile {
     pub rss_maps: Vec<RssMap>,
     /// `# mapped_range` lines (the mmap space's ranges with their resident bytes).
     pub mapped_ranges: Vec<MappedRange>,
+    /// `# java_method <frame> <name>` lines: names of the Java frames (`JAVA_TAG | Method*`)
+    /// the preload read from the JVM's metadata when it wrote the dump.
+    pub java_methods: BTreeMap<u64, String>,
 }
 
 impl Profile {

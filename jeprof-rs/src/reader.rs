@@ -259,6 +259,7 @@ fn empty_profile(format: Format, period: u64, sampling: Sampling) -> Profile {
         mappings: Vec::new(),
         rss_maps: Vec::new(),
         mapped_ranges: Vec::new(),
+        java_methods: BTreeMap::new(),
     }
 }
 
@@ -317,6 +318,16 @@ fn add_line(profile: &mut Profile, meta: &str, no: usize) -> Result<(), ParseErr
             anon,
             path,
         });
+    } else if let Some(rest) = m.strip_prefix("java_method ") {
+        // `<frame> <pkg.Class.method>`: the first line for a frame wins.
+        let bad = || ParseError::new(no, K::BadJavaMethod);
+        let (frame, name) = rest.split_once(' ').ok_or_else(bad)?;
+        let frame = frame.strip_prefix("0x").ok_or_else(bad)?;
+        let frame = u64::from_str_radix(frame, 16).map_err(|_| bad())?;
+        profile
+            .java_methods
+            .entry(frame)
+            .or_insert_with(|| name.trim().to_string());
     } else if let Some(rest) = m.strip_prefix("mapped_range ") {
         let mut parts = rest.split_ascii_whitespace();
         let (start, end) = range(parts.next())?;
@@ -504,6 +515,28 @@ MAPPED_LIBRARIES:
         let scale = 1.0 / (1.0 - (-(2048.0 / 524288.0f64)).exp());
         assert!((s.inuse_bytes - 2048.0 * scale).abs() < 1e-6);
         assert!((s.inuse_objects - scale).abs() < 1e-9);
+    }
+
+    #[test]
+    fn java_method_lines_name_tagged_frames() {
+        let text = "heap_v2/1\n  t*: 1: 64 [1: 64]\n@ 0x401000 0x40007f0000001000 0x40007f0000002000\n  t*: 1: 64 [1: 64]\n# java_method 0x40007f0000001000 demo.Mat.n_Mat\n# java_method 0x40007f0000002000 [unknown Java method]\n# java_method 0x40007f0000001000 other.Name\n\nMAPPED_LIBRARIES:\n";
+        let p = parse(text.as_bytes()).unwrap();
+        assert_eq!(p.java_methods.len(), 2);
+        // The first line for a frame wins.
+        assert_eq!(p.java_methods[&0x4000_7f00_0000_1000], "demo.Mat.n_Mat");
+        assert_eq!(
+            p.java_methods[&0x4000_7f00_0000_2000],
+            "[unknown Java method]"
+        );
+        assert!(p.metadata.keys().all(|k| !k.contains("java_method")));
+        for bad in [
+            "# java_method 0x12\n",
+            "# java_method 12 name\n",
+            "# java_method 0xzz name\n",
+        ] {
+            let text = format!("heap_v2/1\n  t*: 0: 0 [0: 0]\n{bad}\nMAPPED_LIBRARIES:\n");
+            assert_eq!(err(&text), (3, K::BadJavaMethod), "{bad}");
+        }
     }
 
     #[test]

