@@ -34,6 +34,9 @@ pub struct Config {
     /// `prof_unwinder` (ours): `auto` (our DWARF CFI unwinder where available, else libgcc's)
     /// or `libgcc` (always libgcc's `_Unwind_Backtrace`: the reference, and a way out).
     pub libgcc_unwinder: bool,
+    /// `prof_java` (ours): cross and name HotSpot's Java frames from the JVM's own metadata
+    /// (`hotspot.rs`); `false` crosses JIT code with frame pointers only, as without a JVM.
+    pub java: bool,
     /// `prof_signal` (ours): signal number that requests a dump (0 = none). The default,
     /// 41 (SIGRTMIN+7 on glibc), is used by neither glibc nor HotSpot; the handler is only
     /// installed if the program has none for it.
@@ -78,6 +81,7 @@ impl Config {
             max_depth: 128,
             interval_secs: 0,
             libgcc_unwinder: false,
+            java: true,
             signal: 41,
             active: true,
             trim_signal: 42,
@@ -160,6 +164,7 @@ impl Config {
                     _ => return Err("prof_unwinder must be auto or libgcc"),
                 }
             }
+            b"prof_java" => self.java = parse_bool(v)?,
             b"prof_signal" => {
                 let n = parse_int(v)?;
                 if !(0..=64).contains(&n) || matches!(n, 9 | 19 | 11 | 7) {
@@ -241,9 +246,11 @@ mod tests {
         let (c, errs) = parse(
             "prof_prefix:/tmp/a/b,lg_prof_sample:0,prof_final:false,lg_prof_interval:20,\
              prof_gdump:true,prof_leak:true,prof_mmap:false,prof_max_depth:64,\
-             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc,prof_active:false,prof_trim_signal:0",
+             prof_interval_secs:30,prof_signal:41,prof:true,prof_unwinder:libgcc,prof_active:false,prof_trim_signal:0,\
+             prof_java:false",
         );
         assert!(errs.is_empty(), "{errs:?}");
+        assert!(!c.java);
         assert_eq!(c.prefix(), b"/tmp/a/b");
         assert_eq!(c.sample_period(), 1);
         assert!(!c.final_dump && c.gdump && c.leak && !c.mmap);

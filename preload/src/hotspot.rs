@@ -540,7 +540,12 @@ pub fn try_init() -> bool {
     true
 }
 
-/// Whether the HotSpot tables were found (tests, and the attach).
+/// `prof_java:false`: never look (JIT code is crossed with frame pointers).
+pub fn disable() {
+    let _ = STATE.compare_exchange(UNINIT, ABSENT, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// Whether the HotSpot tables were found (the dump writes names then).
 pub fn ready() -> bool {
     STATE.load(Ordering::Acquire) == READY
 }

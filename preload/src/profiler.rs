@@ -220,6 +220,9 @@ fn start(conf: Option<&[u8]>, attached: bool) -> bool {
         return false;
     }
     unwind::init(cfg.libgcc_unwinder);
+    if !cfg.java {
+        crate::hotspot::disable();
+    }
     unwind::init_stacks(&mut [0u8; 4096]);
     OWN_PID.store(sys::getpid(), Ordering::Relaxed);
     HOT.lg_sample.store(cfg.lg_sample, Ordering::Relaxed);
