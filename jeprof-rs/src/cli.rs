@@ -1029,22 +1029,7 @@ pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
             signal, a.pid, target.name, a.pid
         ),
     )?;
-    // A JVM: a fresh perf map of its JIT code beside the dump, so that compiled Java frames
-    // are named with the code as it is now (the analyzer reads /tmp/perf-<pid>.map).
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", a.pid)).unwrap_or_default();
-    if maps.lines().any(|l| l.ends_with("/libjvm.so")) {
-        let opts = crate::attach::Options::default();
-        match crate::attach::jcmd(a.pid, &["Compiler.perfmap".to_string()], &opts) {
-            Ok(_) => write_out(
-                out,
-                &format!(
-                    "and asked the JVM for a perf map of its JIT code now: /tmp/perf-{}.map\n",
-                    a.pid
-                ),
-            )?,
-            Err(e) => write_out(out, &format!("no fresh perf map of its JIT code: {e}\n"))?,
-        }
-    }
+    // A JVM needs no perf map: the dump names its Java frames (`# java_method`).
     Ok(0)
 }
 
