@@ -46,6 +46,15 @@ pub enum Command {
     Diff(DiffArgs),
     /// Gzipped profile.proto for pprof, Pyroscope, Parca.
     Pprof(PprofArgs),
+    /// Serve the newest dump of DIR over HTTP, as profile.proto for scrapers (Parca, Grafana
+    /// Alloy, Pyroscope, `go tool pprof URL`).
+    ///
+    /// `/debug/pprof/heap`: the newest complete heap dump (`*.heap`), gzipped profile.proto
+    /// with function names and build ids (what `pprof` writes); `/debug/pprof/mmap`: the
+    /// newest mapping-space dump (`*.mmap.heap`); `/`: the list of dumps. Dot-files (dumps
+    /// being written) are ignored, a dump that does not parse is skipped with one line on
+    /// stderr and the next-newest served; 503 when there is none. Runs until killed.
+    Serve(ServeArgs),
     /// Sites whose in-use bytes keep growing across a series of dumps.
     ///
     /// The dumps are grouped by process and kind (heap, mmap), from their `# pid:`, `# exe:`
@@ -234,6 +243,17 @@ pub struct PprofArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on (HOST:PORT; port 0 picks a free one, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:6060", value_name = "HOST:PORT")]
+    pub listen: String,
+    /// Directory the dumps are written to (the preload's prof_prefix directory).
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct TrendArgs {
     /// Dumps (grouped by process and kind, each group ordered by `# time:`, else by sequence
     /// number).
@@ -376,6 +396,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Flame(a) => cmd_flame(a, out),
         Command::Diff(a) => cmd_diff(a, out),
         Command::Pprof(a) => cmd_pprof(a, out),
+        Command::Serve(a) => crate::serve::run(&a, out),
         Command::Trend(a) => cmd_trend(a, out),
         Command::Run(a) => run::run(&a, out),
         Command::Dump(a) => cmd_dump(&a, out),

@@ -36,6 +36,7 @@ pub mod reader;
 pub mod report;
 pub mod resolve;
 pub mod run;
+pub mod serve;
 pub mod symbolize;
 pub mod sys;
 pub mod target;
