@@ -55,6 +55,9 @@ pub enum Command {
     /// being written) are ignored, a dump that does not parse is skipped with one line on
     /// stderr and the next-newest served; 503 when there is none. Runs until killed.
     Serve(ServeArgs),
+    /// One self-contained HTML file over a series of dumps: leading sites, RSS, in-use bytes
+    /// over time of the top sites (one chart per process and kind), flame graph, top table.
+    Report(ReportArgs),
     /// Sites whose in-use bytes keep growing across a series of dumps.
     ///
     /// The dumps are grouped by process and kind (heap, mmap), from their `# pid:`, `# exe:`
@@ -254,6 +257,21 @@ pub struct ServeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Dumps (grouped by process and kind like `trend`; the last of each group is detailed).
+    #[arg(required = true, num_args = 1..)]
+    pub dumps: Vec<PathBuf>,
+    /// Output HTML file.
+    #[arg(short = 'o', long = "output", value_name = "OUT.html")]
+    pub output: PathBuf,
+    /// Rows of the tables, and sites in each chart (at most 12).
+    #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
+    pub n: usize,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct TrendArgs {
     /// Dumps (grouped by process and kind, each group ordered by `# time:`, else by sequence
     /// number).
@@ -397,6 +415,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Diff(a) => cmd_diff(a, out),
         Command::Pprof(a) => cmd_pprof(a, out),
         Command::Serve(a) => crate::serve::run(&a, out),
+        Command::Report(a) => crate::html_report::run(&a, out),
         Command::Trend(a) => cmd_trend(a, out),
         Command::Run(a) => run::run(&a, out),
         Command::Dump(a) => cmd_dump(&a, out),

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod demangle;
 pub mod error;
 pub mod filter;
+pub mod html_report;
 pub mod humanize;
 pub mod maps;
 pub mod measure;
