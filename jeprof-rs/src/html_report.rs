@@ -750,6 +750,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_are_escaped_everywhere() {
+        use crate::profile::Values;
+        use crate::resolve::Frame;
+        let evil = "push_back<\"x\">&'<script>alert(1)</script>";
+        let mut tables = Tables::default();
+        let f = tables.intern_frame(Frame {
+            function: evil.into(),
+            file: None,
+            line: None,
+            library: Some("/lib/<b>.so".into()),
+        });
+        let stack = |bytes: f64| Stack {
+            locations: vec![],
+            frames: vec![f],
+            values: Values {
+                inuse_bytes: bytes,
+                inuse_objects: 1.0,
+                ..Default::default()
+            },
+        };
+        let series = [vec![stack(100.0)], vec![stack(5000.0)], vec![stack(9000.0)]];
+        let points: Vec<trend::Point<'_>> = series
+            .iter()
+            .map(|s| trend::Point {
+                time: None,
+                period: 1.0,
+                stacks: s,
+            })
+            .collect();
+        let t = trend::compute(&tables, &points, Measure::InuseSpace, By::Function);
+        assert_eq!(t.rows.len(), 1);
+        let tops: Vec<top::Top> = series
+            .iter()
+            .map(|s| top::compute(&tables, s, Measure::InuseSpace, By::Function))
+            .collect();
+        let lines = chart_lines(&t, &tops, CHART_SITES);
+        let html = [
+            chart(&lines, &[100.0, 5000.0, 9000.0], &[0.0, 1.0, 2.0], false),
+            legend(&lines, &t),
+            top_table(&tops[2], 10),
+        ]
+        .concat();
+        assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+        assert!(!html.contains("\"x\""), "{html}");
+        assert!(html.contains("push_back&lt;&quot;x&quot;&gt;&amp;&#39;&lt;script&gt;"));
+        assert!(html.contains("data-bytes=\"100,5000,9000\""), "{html}");
+        assert!(html.contains("class=\"growing\""), "{html}");
+    }
+
+    #[test]
     fn steps_and_frames() {
         assert_eq!(nice_step(2.5 * 1048576.0), (524288.0, 1048576.0));
         assert_eq!(nice_step(900.0).0, 200.0);
