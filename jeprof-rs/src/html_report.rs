@@ -146,9 +146,10 @@ pub fn run(a: &ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
     std::fs::write(&a.output, html).map_err(|e| Error::io(&a.output, "cannot write", e))?;
     out.write_all(
         format!(
-            "wrote {} ({} dumps, {} series)\n",
+            "wrote {} ({} dump{}, {} series)\n",
             a.output.display(),
             a.dumps.len(),
+            if a.dumps.len() == 1 { "" } else { "s" },
             groups.len()
         )
         .as_bytes(),
