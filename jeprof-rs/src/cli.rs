@@ -264,7 +264,7 @@ pub struct ReportArgs {
     /// Output HTML file.
     #[arg(short = 'o', long = "output", value_name = "OUT.html")]
     pub output: PathBuf,
-    /// Rows of the tables, and sites in each chart (at most 12).
+    /// Rows of the tables (each chart draws up to 8 sites, fewer when N is smaller).
     #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
     pub n: usize,
     #[command(flatten)]
