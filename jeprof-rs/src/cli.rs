@@ -46,6 +46,18 @@ pub enum Command {
     Diff(DiffArgs),
     /// Gzipped profile.proto for pprof, Pyroscope, Parca.
     Pprof(PprofArgs),
+    /// Serve the newest dump of DIR over HTTP, as profile.proto for scrapers (Parca, Grafana
+    /// Alloy, Pyroscope, `go tool pprof URL`).
+    ///
+    /// `/debug/pprof/heap`: the newest complete heap dump (`*.heap`), gzipped profile.proto
+    /// with function names and build ids (what `pprof` writes); `/debug/pprof/mmap`: the
+    /// newest mapping-space dump (`*.mmap.heap`); `/`: the list of dumps. Dot-files (dumps
+    /// being written) are ignored, a dump that does not parse is skipped with one line on
+    /// stderr and the next-newest served; 503 when there is none. Runs until killed.
+    Serve(ServeArgs),
+    /// One self-contained HTML file over a series of dumps: leading sites, RSS, in-use bytes
+    /// over time of the top sites (one chart per process and kind), flame graph, top table.
+    Report(ReportArgs),
     /// Sites whose in-use bytes keep growing across a series of dumps.
     ///
     /// The dumps are grouped by process and kind (heap, mmap), from their `# pid:`, `# exe:`
@@ -234,6 +246,32 @@ pub struct PprofArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on (HOST:PORT; port 0 picks a free one, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:6060", value_name = "HOST:PORT")]
+    pub listen: String,
+    /// Directory the dumps are written to (the preload's prof_prefix directory).
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Dumps (grouped by process and kind like `trend`; the last of each group is detailed).
+    #[arg(required = true, num_args = 1..)]
+    pub dumps: Vec<PathBuf>,
+    /// Output HTML file.
+    #[arg(short = 'o', long = "output", value_name = "OUT.html")]
+    pub output: PathBuf,
+    /// Rows of the tables (each chart draws up to 8 sites, fewer when N is smaller).
+    #[arg(short = 'n', long = "nodes", default_value_t = 20, value_name = "N")]
+    pub n: usize,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct TrendArgs {
     /// Dumps (grouped by process and kind, each group ordered by `# time:`, else by sequence
     /// number).
@@ -380,6 +418,8 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Flame(a) => cmd_flame(a, out),
         Command::Diff(a) => cmd_diff(a, out),
         Command::Pprof(a) => cmd_pprof(a, out),
+        Command::Serve(a) => crate::serve::run(&a, out),
+        Command::Report(a) => crate::html_report::run(&a, out),
         Command::Trend(a) => cmd_trend(a, out),
         Command::Run(a) => run::run(&a, out),
         Command::Dump(a) => cmd_dump(&a, out),
