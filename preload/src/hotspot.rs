@@ -35,7 +35,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int, c_void};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// Marks a frame that is a Java method (`JAVA_TAG | Method*`); no code address has it.
 pub const JAVA_TAG: usize = 1 << 62;
@@ -44,7 +44,13 @@ const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
 const READY: u8 = 2;
 const ABSENT: u8 = 3;
+/// No libjvm was loaded when we looked: looked again after `RETRY_AFTER` more lookups of
+/// code in no object (a walk may meet such code, a bad return address say, before a JVM
+/// loads libjvm; JIT code itself only exists after).
+const NOT_YET: u8 = 4;
+const RETRY_AFTER: u32 = 4096;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static MISSES: AtomicU32 = AtomicU32::new(0);
 
 /// How the nmethod's metadata array (the `Method*`s its scopes index) is found.
 #[derive(Clone, Copy, Default)]
@@ -355,11 +361,11 @@ impl Jvm {
     }
 }
 
-struct Found(Option<Jvm>);
+struct Search(Option<Jvm>);
 
 unsafe extern "C" fn on_object(info: *mut libc::dl_phdr_info, _: usize, arg: *mut c_void) -> c_int {
     // SAFETY: dl_iterate_phdr passes a valid info for the call, and `arg` is our `Found`.
-    let (info, found) = unsafe { (&*info, &mut *arg.cast::<Found>()) };
+    let (info, found) = unsafe { (&*info, &mut *arg.cast::<Search>()) };
     if info.dlpi_name.is_null() {
         return 0;
     }
@@ -494,31 +500,58 @@ fn read_tables(jvm: &Jvm, l: &mut Layout) -> Option<()> {
     Some(())
 }
 
-/// Looks for libjvm and its tables, once. True when the walk can use them.
-pub fn try_init() -> bool {
-    match STATE.load(Ordering::Acquire) {
-        READY => return true,
-        UNINIT => {}
-        _ => return false,
-    }
+/// What `try_init` found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The tables are read: the walk uses them (`claims`, `step`).
+    Ready,
+    /// No usable HotSpot here (its tables are unusable, or `prof_java:false`): for good.
+    Absent,
+    /// Not known yet (no libjvm loaded so far, another thread is reading the tables, or this
+    /// one is in a signal handler): answers given now must not be cached.
+    Unknown,
+}
+
+/// Looks for libjvm and its tables, once.
+pub fn try_init() -> Found {
+    let from = match STATE.load(Ordering::Acquire) {
+        READY => return Found::Ready,
+        ABSENT => return Found::Absent,
+        BUSY => return Found::Unknown,
+        NOT_YET => {
+            if !MISSES
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1)
+                .is_multiple_of(RETRY_AFTER)
+            {
+                return Found::Unknown;
+            }
+            NOT_YET
+        }
+        s => s,
+    };
     if STATE
-        .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(from, BUSY, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        return STATE.load(Ordering::Acquire) == READY;
+        return match STATE.load(Ordering::Acquire) {
+            READY => Found::Ready,
+            ABSENT => Found::Absent,
+            _ => Found::Unknown,
+        };
     }
     // The loader's list is walked under its lock: not from a signal handler, which may have
     // interrupted this very thread inside the loader.
     if crate::unwind::in_signal_handler() {
-        STATE.store(UNINIT, Ordering::Release);
-        return false;
+        STATE.store(from, Ordering::Release);
+        return Found::Unknown;
     }
-    let mut found = Found(None);
+    let mut found = Search(None);
     // SAFETY: `on_object` matches the callback ABI and only touches `found` through `arg`.
-    unsafe { libc::dl_iterate_phdr(Some(on_object), (&mut found as *mut Found).cast()) };
+    unsafe { libc::dl_iterate_phdr(Some(on_object), (&mut found as *mut Search).cast()) };
     let Some(jvm) = found.0 else {
-        STATE.store(ABSENT, Ordering::Release);
-        return false;
+        STATE.store(NOT_YET, Ordering::Release);
+        return Found::Unknown;
     };
     let mut l = Layout::EMPTY;
     l.ranges = jvm.ranges;
@@ -530,19 +563,20 @@ pub fn try_init() -> bool {
             b"Java frames are crossed with frame pointers and not named",
         ]);
         STATE.store(ABSENT, Ordering::Release);
-        return false;
+        return Found::Absent;
     }
     // SAFETY: this thread moved STATE to BUSY, so no one else writes or reads LAYOUT yet.
     unsafe { *LAYOUT.0.get() = l };
     STATE.store(READY, Ordering::Release);
-    // Rules cached for code cache addresses before (frame pointers) no longer apply.
+    // No rule was cached for code in no object while this ran (see `Found::Unknown`); rules
+    // cached before cannot be for the code cache either, but forgetting them costs nothing.
     crate::unwind::forget_rules();
-    true
+    Found::Ready
 }
 
 /// `prof_java:false`: never look (JIT code is crossed with frame pointers).
 pub fn disable() {
-    let _ = STATE.compare_exchange(UNINIT, ABSENT, Ordering::AcqRel, Ordering::Relaxed);
+    STATE.store(ABSENT, Ordering::Release);
 }
 
 /// Whether the HotSpot tables were found (the dump writes names then).

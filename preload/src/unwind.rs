@@ -362,6 +362,8 @@ enum Step {
     /// HotSpot's code cache: stepped by `hotspot::step`, never cached (the code there is
     /// freed and replaced while the process runs).
     Java,
+    /// Frame pointers this once, not cached (whether the code is HotSpot's is not known yet).
+    FramePointerOnce,
 }
 
 /// Packs a step into the 17 bits above the address: bit 0 CFA base (rbp), bits 1–12 CFA
@@ -372,7 +374,7 @@ fn pack(step: Step) -> Option<u64> {
     let bits = match step {
         Step::FramePointer => 0,
         Step::Stop => 1,
-        Step::Java => return None,
+        Step::Java | Step::FramePointerOnce => return None,
         Step::Cfi(r) => {
             if r.ra_at != -8
                 || r.cfa_offset <= 0
@@ -480,10 +482,12 @@ fn compute_step(pc: usize) -> Step {
             == 0;
     if !found {
         // Code in no object: JIT. HotSpot's is crossed with its own metadata.
-        if crate::hotspot::try_init() && crate::hotspot::claims(pc) {
-            return Step::Java;
-        }
-        return Step::FramePointer;
+        return match crate::hotspot::try_init() {
+            crate::hotspot::Found::Ready if crate::hotspot::claims(pc) => Step::Java,
+            crate::hotspot::Found::Ready | crate::hotspot::Found::Absent => Step::FramePointer,
+            // Not cached: the code may turn out to be HotSpot's.
+            crate::hotspot::Found::Unknown => Step::FramePointerOnce,
+        };
     }
     if dlfo.eh_frame.is_null() {
         return Step::FramePointer;
@@ -860,7 +864,7 @@ mod x86 {
                 ra_off: r.ra_at,
                 bp_off: r.rbp_at.unwrap_or(0),
             },
-            Step::FramePointer => Decoded {
+            Step::FramePointer | Step::FramePointerOnce => Decoded {
                 kind: Kind::FramePointer,
                 ..STOP
             },
@@ -1003,7 +1007,7 @@ mod tests {
                 ),
                 Step::FramePointer => assert_eq!(d.kind, Kind::FramePointer),
                 Step::Stop => assert_eq!(d.kind, Kind::Stop),
-                Step::Java => unreachable!("never cached"),
+                Step::Java | Step::FramePointerOnce => unreachable!("never cached"),
             }
         }
         assert_eq!(pack(Step::Java), None, "Java steps are never cached");
