@@ -452,13 +452,9 @@ pub struct Loaded {
     pub analysis: Analysis,
 }
 
-/// Read `paths`, symbolize them together, print warnings.
-pub fn load(paths: &[&Path], select: &SelectArgs) -> Result<Loaded, Error> {
-    let profiles = paths
-        .iter()
-        .map(|p| reader::read_file(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let pids: Vec<Option<u32>> = profiles
+/// Each dump's pid: its metadata's, else its file name's (`<prefix>.<pid>.<seq>…`).
+pub fn pids_of(profiles: &[Profile], paths: &[&Path]) -> Vec<Option<u32>> {
+    profiles
         .iter()
         .zip(paths)
         .map(|(p, path)| {
@@ -469,7 +465,16 @@ pub fn load(paths: &[&Path], select: &SelectArgs) -> Result<Loaded, Error> {
                     .map(|d| d.pid)
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Read `paths`, symbolize them together, print warnings.
+pub fn load(paths: &[&Path], select: &SelectArgs) -> Result<Loaded, Error> {
+    let profiles = paths
+        .iter()
+        .map(|p| reader::read_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pids = pids_of(&profiles, paths);
     let options = symbolize::Options {
         perf_map: select.perf_map.clone(),
         ..Default::default()

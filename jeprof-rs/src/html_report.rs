@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::filter::Filter;
 use crate::humanize;
 use crate::measure::Measure;
-use crate::profile::{DumpName, Profile};
+use crate::profile::Profile;
 use crate::reader;
 use crate::report::top::{self, By, SiteKey};
 use crate::report::{collapsed, flame, leading, rss, trend};
@@ -88,18 +88,7 @@ pub fn run(a: &ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
         sibling_of.insert(last, at);
     }
     let path_refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    let pids: Vec<Option<u32>> = profiles
-        .iter()
-        .zip(&path_refs)
-        .map(|(p, path)| {
-            p.pid().or_else(|| {
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(DumpName::parse)
-                    .map(|d| d.pid)
-            })
-        })
-        .collect();
+    let pids = cli::pids_of(&profiles, &path_refs);
     let options = symbolize::Options {
         perf_map: a.select.perf_map.clone(),
         ..Default::default()

@@ -35,7 +35,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int, c_void};
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 /// Marks a frame that is a Java method (`JAVA_TAG | Method*`); no code address has it.
 pub const JAVA_TAG: usize = 1 << 62;
