@@ -12,7 +12,8 @@
 //!   `JavaFrames.hotLeak`, 3 × 100003 under `JavaFrames.coldLeak`;
 //! - each leak is one stack from `main` down (compiled, inlined and interpreted frames of one
 //!   method are one frame), so the flame graph draws each as one tower;
-//! - no perf map exists, and none is needed.
+//! - no perf map exists, and none is needed;
+//! - the same with the interpreter only, C2 only, C1 only, one code heap, frame pointers kept.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -152,12 +153,13 @@ fn check_dump(dump: &Path, label: &str) {
     }
 }
 
-fn preloaded(java: &Path, test: &str) {
+fn preloaded(java: &Path, test: &str, vm_args: &[&str]) {
     let Some(assets) = assets(test) else {
         return;
     };
     let dir = TempDir::new(test);
     let out = Run::new(java)
+        .args(vm_args)
         .arg(format!("-Djava.library.path={}", assets.display()))
         .args(&["-cp", &assets.display().to_string(), "JavaFrames", CALLS])
         .profiled(&format!("prof_prefix:{},lg_prof_sample:0", dir.prefix()))
@@ -169,27 +171,45 @@ fn preloaded(java: &Path, test: &str) {
         !Path::new(&format!("/tmp/perf-{}.map", out.pid)).exists(),
         "a perf map was written"
     );
-    check_dump(&final_dump(&dir, out.pid), test);
+    check_dump(&final_dump(&dir, out.pid), &format!("{test} {vm_args:?}"));
 }
 
 #[test]
 fn java_frames_named_without_flags_jdk17() {
     if let Some(java) = jdk17("java_frames_named_without_flags_jdk17") {
-        preloaded(&java, "java_frames_named_without_flags_jdk17");
+        preloaded(&java, "java_frames_named_without_flags_jdk17", &[]);
+    }
+}
+
+/// Other code cache and compiler settings give the same stacks: the interpreter only, C2 only,
+/// C1 only, one code heap instead of three, frame pointers kept.
+#[test]
+fn java_frames_under_other_jit_settings() {
+    let Some(java) = jdk17("java_frames_under_other_jit_settings") else {
+        return;
+    };
+    for vm_args in [
+        &["-Xint"][..],
+        &["-XX:-TieredCompilation"],
+        &["-XX:TieredStopAtLevel=1"],
+        &["-XX:-SegmentedCodeCache", "-XX:+UseSerialGC"],
+        &["-XX:+PreserveFramePointer"],
+    ] {
+        preloaded(&java, "java_frames_under_other_jit_settings", vm_args);
     }
 }
 
 #[test]
 fn java_frames_named_without_flags_jdk21() {
     if let Some(java) = jdk21("java_frames_named_without_flags_jdk21") {
-        preloaded(&java, "java_frames_named_without_flags_jdk21");
+        preloaded(&java, "java_frames_named_without_flags_jdk21", &[]);
     }
 }
 
 #[test]
 fn java_frames_named_without_flags_jdk25() {
     if let Some(java) = jdk25("java_frames_named_without_flags_jdk25") {
-        preloaded(&java, "java_frames_named_without_flags_jdk25");
+        preloaded(&java, "java_frames_named_without_flags_jdk25", &[]);
     }
 }
 
