@@ -136,9 +136,17 @@ pub fn detached() -> bool {
 
 /// Serves a pending detach or restart. Called with the thread busy and holding no profiler
 /// lock (an allocation's slow path, past the real allocator; the timer's thread). Another
-/// thread serving one already: nothing here, this thread looks again later.
-fn serve_control() {
-    let Some(_g) = CONTROL.try_lock() else {
+/// thread serving one already: with `wait` (a restart, which is quick: no dump), this one
+/// waits for it, so that its allocation is sampled if sampling is on then (exact mode must not
+/// miss allocations right after a `start`); else nothing here, and it looks again later (a
+/// detach's dump can take a while, and must not hold up every allocating thread).
+fn serve_control(wait: bool) {
+    let g = if wait {
+        CONTROL.acquire()
+    } else {
+        CONTROL.try_lock()
+    };
+    let Some(_g) = g else {
         return;
     };
     loop {
@@ -177,10 +185,11 @@ fn serve_control() {
 /// With sampling off: serves a pending detach or restart; true when that turned sampling on
 /// (a restart served by this allocation, which is then its first sample).
 fn restarted_here() -> bool {
-    if LIFECYCLE.load(Ordering::Acquire) == ON {
+    let s = LIFECYCLE.load(Ordering::Acquire);
+    if s == ON {
         return false;
     }
-    serve_control();
+    serve_control(matches!(s, RESTART_ASKED | RESTARTING));
     HOT.sampling.load(Ordering::Relaxed)
 }
 
@@ -404,7 +413,7 @@ const POKED: u64 = u64::MAX;
 extern "C" fn periodic_fired(_: usize) {
     if LIFECYCLE.load(Ordering::Acquire) != ON {
         let _busy = Busy::enter();
-        serve_control();
+        serve_control(false);
     }
     serve_trim_request();
     serve_dump_request();
