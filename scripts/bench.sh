@@ -26,4 +26,4 @@ gcc -O2 -g -pthread -Iscripts/bench -o "$work/alloc_attach" scripts/bench/alloc_
 gcc -O2 -g -o "$work/live_blocks" scripts/bench/live_blocks.c
 gcc -O2 -fPIC -fno-plt -shared -o "$work/floor_jump.so" scripts/bench/floor.c
 gcc -O2 -fPIC -fno-plt -shared -DCOUNTDOWN -o "$work/floor_countdown.so" scripts/bench/floor.c
-exec python3 scripts/bench/run.py "$work" "$iters" "$repeats" "$only"
+python3 scripts/bench/run.py "$work" "$iters" "$repeats" "$only"
