@@ -85,6 +85,14 @@ pub enum Command {
     /// Switch sampling off (the hooks then only forward; frees of recorded blocks are still
     /// followed, and dumps still work).
     Stop(DumpArgs),
+    /// Stop profiling a running process for good (until `start`): its hooks stay in place
+    /// (import slots are never unpatched) but only forward from its next allocation on; what
+    /// was recorded is dropped and no more dumps are written (--dump: a final one first).
+    ///
+    /// The same checks as `dump`; then a queued `prof_signal` carrying the request to every
+    /// thread. `jeprof-rs start PID` profiles it again, with the options it had, from an empty
+    /// table; `attach` to it says it was detached.
+    Detach(DetachArgs),
     /// Run a diagnostic command in a running HotSpot JVM, like the JDK's jcmd (no JDK needed).
     ///
     /// Speaks the JVM's attach protocol: connects to its socket /tmp/.java_pid<PID> (seen
@@ -102,7 +110,8 @@ pub enum Command {
     /// every loaded object at the profiler's hooks. Allocations from now on are sampled (or
     /// recorded, --exact) like under LD_PRELOAD; blocks made before are unknown. Dumps go to
     /// --out: `jeprof-rs dump PID` for one now, --interval for periodic ones, and a final one
-    /// when the JVM exits. `jeprof-rs stop PID` / `start PID` switch sampling off and on.
+    /// when the JVM exits. `jeprof-rs stop PID` / `start PID` switch sampling off and on;
+    /// `jeprof-rs detach PID` ends the profiling (the hooks then only forward).
     Attach(AttachArgs),
     /// The process's resident memory at a dump, explained row by row (adds up to its RSS).
     Rss(RssArgs),
@@ -341,6 +350,16 @@ pub struct DumpArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct DetachArgs {
+    #[command(flatten)]
+    pub target: DumpArgs,
+    /// Write a final dump (<prof_prefix>.PID.<seq>.f.heap) before the recorded blocks are
+    /// dropped.
+    #[arg(long)]
+    pub dump: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct AttachArgs {
     /// The JVM's process id.
     pub pid: i32,
@@ -425,6 +444,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Dump(a) => cmd_dump(&a, out),
         Command::Start(a) => cmd_control(&a, true, out),
         Command::Stop(a) => cmd_control(&a, false, out),
+        Command::Detach(a) => cmd_detach(&a, out),
         Command::Jcmd(a) => cmd_jcmd(&a, out),
         Command::Attach(a) => cmd_attach(&a, out),
         Command::Rss(a) => cmd_rss(&a, out),
@@ -1062,6 +1082,35 @@ pub fn cmd_control(a: &DumpArgs, on: bool, out: &mut dyn Write) -> Result<i32, E
     Ok(0)
 }
 
+/// `detach`: the same checks as `stop`, then the request queued to every thread.
+pub fn cmd_detach(a: &DetachArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    use crate::target::{CONTROL_DETACH, CONTROL_DETACH_DUMP};
+    let pid = a.target.pid;
+    let target = crate::target::Target::check(pid)?;
+    let signal = target.dump_signal(a.target.signal)?;
+    let value = if a.dump {
+        CONTROL_DETACH_DUMP
+    } else {
+        CONTROL_DETACH
+    };
+    let threads = target.queue_all_threads(signal, value)?;
+    let dump = if a.dump {
+        format!(", after a final dump <prof_prefix>.{pid}.<seq>.f.heap")
+    } else {
+        String::new()
+    };
+    write_out(
+        out,
+        &format!(
+            "pid {pid} ({}, {threads} threads): detaching at its next allocation{dump}: recording \
+             stops, what was recorded is dropped, and its hooks only forward from then on (they \
+             stay in place); `jeprof-rs start {pid}` profiles it again\n",
+            target.name
+        ),
+    )?;
+    Ok(0)
+}
+
 pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let target = crate::target::Target::check(a.pid)?;
     let signal = target.dump_signal(a.signal)?;
@@ -1078,10 +1127,11 @@ pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
     Ok(0)
 }
 
-/// The preload's `Agent_OnAttach` return codes besides 0 (its `attach::ALREADY_PROFILED` and
-/// `attach::CANNOT_START`).
+/// The preload's `Agent_OnAttach` return codes besides 0 (its `attach::ALREADY_PROFILED`,
+/// `attach::CANNOT_START` and `attach::DETACHED`).
 const AGENT_ALREADY_PROFILED: i32 = 200;
 const AGENT_CANNOT_START: i32 = 201;
+const AGENT_DETACHED: i32 = 202;
 
 pub fn cmd_attach(a: &AttachArgs, out: &mut dyn Write) -> Result<i32, Error> {
     if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
@@ -1175,6 +1225,10 @@ pub fn cmd_attach(a: &AttachArgs, out: &mut dyn Write) -> Result<i32, Error> {
         AGENT_ALREADY_PROFILED => Err(Error::Target(format!(
             "pid {pid} is profiled already (attached before, or started with the preload); \
              nothing changed"
+        ))),
+        AGENT_DETACHED => Err(Error::Target(format!(
+            "pid {pid} was profiled and then detached: `jeprof-rs start {pid}` profiles it again, \
+             with the options it had; nothing changed"
         ))),
         AGENT_CANNOT_START => Err(Error::Target(format!(
             "pid {pid}: the profiler loaded but could not start (its reason is on the JVM's \

@@ -82,9 +82,9 @@ pub fn tgkill(pid: i32, tid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
-/// `rt_tgsigqueueinfo`: queue `signal` with the integer `value` (what `sigqueue` carries,
-/// `si_code` `SI_QUEUE`) to one thread of process `pid`.
-pub fn tgsigqueue(pid: i32, tid: i32, signal: i32, value: i32) -> io::Result<()> {
+/// `rt_tgsigqueueinfo`: queue `signal` with `value` (the 64 bits of the `union sigval` that
+/// `sigqueue` carries, `si_code` `SI_QUEUE`) to one thread of process `pid`.
+pub fn tgsigqueue(pid: i32, tid: i32, signal: i32, value: u64) -> io::Result<()> {
     if pid <= 0 || tid <= 0 {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
@@ -109,7 +109,7 @@ pub fn tgsigqueue(pid: i32, tid: i32, signal: i32, value: i32) -> io::Result<()>
         pid: std::process::id() as i32,
         // SAFETY: getuid has no preconditions.
         uid: unsafe { libc::getuid() },
-        value: value as u32 as u64,
+        value,
         _rest: [0; 12],
     };
     // SAFETY: the kernel reads 128 bytes of `info`, a valid siginfo for SI_QUEUE; it targets

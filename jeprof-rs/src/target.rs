@@ -1,5 +1,5 @@
-//! A live process that a command is about to touch (`dump` today; `attach`, `start`, `stop`,
-//! `trim` later): checked before anything is sent to it, so that a signal meant for the
+//! A live process that a command is about to touch (`dump`, `start`, `stop`, `detach`,
+//! `trim`): checked before anything is sent to it, so that a signal meant for the
 //! preload never reaches a process that would die of it.
 //!
 //! [`Target::check`] opens a pidfd first, then reads `/proc/<pid>`: the process exists and is
@@ -26,9 +26,12 @@ use crate::sys::{self, PidFd};
 pub const PRELOAD_NAME: &str = "libjeprof_preload.so";
 
 /// Values a control request carries in a queued `prof_signal` (the preload's
-/// `config::CONTROL_START`/`CONTROL_STOP`): sampling on, sampling off.
+/// `config::CONTROL_*`): sampling on, sampling off, detach (hooks only forward from then on),
+/// detach after a final dump.
 pub const CONTROL_START: i32 = 0x6a70_0001;
 pub const CONTROL_STOP: i32 = 0x6a70_0002;
+pub const CONTROL_DETACH: i32 = 0x6a70_0003;
+pub const CONTROL_DETACH_DUMP: i32 = 0x6a70_0004;
 
 /// The preload's default `prof_signal` (SIGRTMIN+7).
 pub const DEFAULT_SIGNAL: i32 = 41;
@@ -379,10 +382,14 @@ impl Target {
     }
 
     /// Queue `signal` carrying `value` (a control request, see [`CONTROL_START`]) to every
-    /// thread of the process, after [`Target::confirm`]: each thread's handler applies it to
-    /// itself. Returns how many threads got it.
+    /// thread of the process, after [`Target::confirm`]: each thread's handler pokes itself,
+    /// and the first to run applies the request. The upper 32 bits of the queued value are a
+    /// nonce, the same for every thread, so that a thread that runs its handler late (after a
+    /// later request, on a busy machine) does not apply this one again. Returns how many
+    /// threads got it.
     pub fn queue_all_threads(&self, signal: i32, value: i32) -> Result<usize, Error> {
         self.confirm()?;
+        let value = u64::from(request_nonce()) << 32 | u64::from(value as u32);
         let mut n = 0;
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid)).map_err(|e| {
             Error::Target(format!(
@@ -447,6 +454,16 @@ impl Target {
         }
         Ok(n)
     }
+}
+
+/// A non-zero number that differs from one request to the next (clock and pid mixed).
+fn request_nonce() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let x =
+        (nanos ^ u64::from(std::process::id()).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((x >> 32) as u32).max(1)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //!   object before any allocation is, so that no block we record can be freed past us.
 //! - `dlopen` slots point at `jeprof_dlopen`, which patches the objects a load brought in
 //!   (also a library unloaded and loaded again); `dlclose` at the preload's `dlclose`.
-//! - Never unpatched: `jeprof-rs stop` turns sampling off, and the hooks then only forward.
+//! - Never unpatched: `jeprof-rs stop` turns sampling off; `jeprof-rs detach` stops recording
+//!   and empties the tables, and the hooks then only forward (`profiler.rs`). Objects loaded
+//!   while detached are still patched, so that a `start` finds every free going through us.
 //! - Blocks and mappings made before the attach are unknown: their frees go straight through.
 //! - The walk over the loaded objects (`dl_iterate_phdr`, which takes the loader's lock) runs
 //!   in `Agent_OnAttach` and after a `dlopen` returns, never inside an allocation hook.
@@ -25,6 +27,8 @@ use crate::{real, sys};
 /// What `Agent_OnAttach` returns besides 0 (`jeprof-rs attach` names them).
 pub const ALREADY_PROFILED: c_int = 200;
 pub const CANNOT_START: c_int = 201;
+/// Profiled before, detached since: `jeprof-rs start` profiles it again (with its options).
+pub const DETACHED: c_int = 202;
 
 /// The import slots we take over (frees first, see the module doc), as our functions' names:
 /// their addresses come from `dlsym` on this library's own handle. (Taking the address of an
@@ -109,6 +113,7 @@ pub unsafe fn on_attach(options: *const c_char) -> c_int {
     };
     match profiler::init_attached(conf) {
         Err(AttachRefusal::Already) => return ALREADY_PROFILED,
+        Err(AttachRefusal::Detached) => return DETACHED,
         Err(AttachRefusal::Failed) => return CANNOT_START,
         Ok(()) => {}
     }

@@ -54,8 +54,12 @@ pub struct Config {
 
 /// Values a control request carries in a queued `prof_signal` (`sigqueue`), beside plain
 /// signals, which request a dump. ("jp" and a number, so that a stray value is no request.)
+/// `start`/`stop` switch sampling on and off; `detach` (with or without a final dump first)
+/// stops recording for good, until a `start`: the hooks then only forward (`profiler.rs`).
 pub const CONTROL_START: i32 = 0x6a70_0001;
 pub const CONTROL_STOP: i32 = 0x6a70_0002;
+pub const CONTROL_DETACH: i32 = 0x6a70_0003;
+pub const CONTROL_DETACH_DUMP: i32 = 0x6a70_0004;
 
 pub const MAX_DEPTH_LIMIT: usize = 256;
 

@@ -351,7 +351,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         return unsafe { malloc(size) };
     }
     let mut old = None;
-    if LIVE.filter_hit(p as usize) {
+    if LIVE.may_hold(p as usize) {
         if real::in_bootstrap(p) {
             // SAFETY: moving a bootstrap block into the real heap; the old block stays valid.
             let q = unsafe { malloc(size) };

@@ -61,7 +61,7 @@ fn preloaded() -> bool {
 /// The JVMTI entry point HotSpot calls after loading this library into a running JVM (dynamic
 /// attach, `load`): starts profiling with `options` (`JEPROF_CONF` syntax) and patches every
 /// loaded object's import slots (`attach.rs`). Returns 0, or `attach::ALREADY_PROFILED` /
-/// `attach::CANNOT_START`. Calls nothing of JVMTI or JNI.
+/// `attach::DETACHED` / `attach::CANNOT_START`. Calls nothing of JVMTI or JNI.
 ///
 /// # Safety
 /// Called by the JVM with a NUL-terminated `options` string or null.

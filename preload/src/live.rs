@@ -13,8 +13,12 @@
 //! filter is 64 KiB, not bigger: every sample writes a byte somewhere in it, so in a long run
 //! all of its pages become real memory (an earlier 1 MiB filter, read by every `free`, made
 //! that read a cache and TLB miss often enough to cost more than the instruction it saved). In
-//! exact mode every block is sampled: the filters are left as they are, and every slot of the
-//! jump table goes straight to the table (`free_marked`).
+//! exact mode every block is sampled: the byte filter is left as it is, every slot of the jump
+//! table goes straight to the table (`free_marked`), and the route counts are kept all the
+//! same (under the shard lock, in the line the insertion writes anyway), so that every entry
+//! is counted in its slot in either mode: `release` (`jeprof-rs detach`) can then drop every
+//! entry and send the slots without one back to the real free, leaving marked exactly those
+//! that still need the table (bootstrap blocks, entries a racing sample adds).
 //!
 //! The **table** is split into 256 shards, one per group of 32 route slots (about 128 KiB of
 //! one heap), each under its own spin lock (no global lock anywhere), which also guards the
@@ -390,11 +394,22 @@ impl LiveTable {
         self.every.load(Ordering::Relaxed) || self.filter_slot(addr).load(Ordering::Relaxed) != 0
     }
 
+    /// Whether `realloc` must ask the table about `addr`: what `free` would decide, from the
+    /// same jump-table slot (whose line `free` keeps in cache), and the byte filter only where
+    /// `free` would ask it. A slot is marked for every live entry in both modes, so a block
+    /// whose slot goes to the real free is certainly not recorded (after `release` in exact
+    /// mode, nearly all of them).
+    #[inline(always)]
+    pub fn may_hold(&self, addr: usize) -> bool {
+        let t = self.routes.target(addr);
+        t == crate::hooks::free_marked as *mut c_void
+            || (t == crate::hooks::free_filtered as *mut c_void
+                && self.filter_slot(addr).load(Ordering::Relaxed) != 0)
+    }
+
     /// Marks a bootstrap block in both filters, so that `free` takes the slow path for it.
     pub fn filter_add(&self, addr: usize) {
-        if !self.every.load(Ordering::Relaxed) {
-            let _ = self.with(self.shard(addr), |d| self.routes.mark(&mut d.counts, addr));
-        }
+        let _ = self.with(self.shard(addr), |d| self.routes.mark(&mut d.counts, addr));
         self.byte_add(addr);
     }
 
@@ -420,7 +435,42 @@ impl LiveTable {
         // does not maintain.
         let f = crate::hooks::free_marked as *mut c_void;
         self.routes.set_default(f);
+        self.routes.set_marked(f);
         self.each_group(|g, _| self.routes.send_group(g, f));
+    }
+
+    /// Forgets every entry and gives the mapped tables back (`jeprof-rs detach`), then sends
+    /// the frees of every slot without a mark to `free` (the real free). Shard by shard under
+    /// its lock: a `free` racing with this finds its entry or finds it gone, never half of it.
+    /// Each entry's route count is taken back (every entry was counted, in both modes), so the
+    /// slots left marked are those of bootstrap blocks and of entries a sample in flight adds
+    /// afterwards, which are counted and found like any other. Returns the entries dropped.
+    pub fn release(&self, free: *mut c_void) -> usize {
+        let every = self.every.load(Ordering::Relaxed);
+        let mut dropped = 0;
+        for s in &self.shards {
+            let _ = self.with(s, |d| {
+                for slot in d.table.slots() {
+                    if slot.key != 0 {
+                        self.routes.unmark(&mut d.counts, slot.key as usize);
+                        if !every {
+                            self.byte_remove(slot.key as usize);
+                        }
+                        dropped += 1;
+                    }
+                }
+                let old = core::mem::replace(&mut d.table, Table::EMPTY);
+                if !old.mem.is_null() {
+                    // SAFETY: a table made by `grow` with this many buckets; nothing else
+                    // references it (readers hold the shard lock, which we hold).
+                    unsafe { crate::sys::unmap(old.mem.cast(), Table::bytes(old.buckets())) };
+                }
+            });
+        }
+        if !free.is_null() {
+            self.set_free(free);
+        }
+        dropped
     }
 
     /// The shard of `addr`: the one that keeps the route counts of its slot, so about 128 KiB
@@ -447,7 +497,7 @@ impl LiveTable {
             shard.0.mark_pending();
             return Inserted::Queued;
         };
-        let ok = self.put(&mut d, addr, pack(b), every);
+        let ok = self.put(&mut d, addr, pack(b));
         d.release_with(|key, d| self.apply_deferred(key, d));
         if !ok {
             return Inserted::Full;
@@ -459,25 +509,24 @@ impl LiveTable {
         Inserted::Done
     }
 
+    /// Stores an entry and counts it in its route slot (in both modes: see the module doc).
     #[inline(always)]
-    fn put(&self, d: &mut ShardData, addr: usize, val: u64, every: bool) -> bool {
+    fn put(&self, d: &mut ShardData, addr: usize, val: u64) -> bool {
         let ok = d.table.reserve();
         if ok {
             d.table.put(Slot {
                 key: addr as u64,
                 val,
             });
-            if !every {
-                self.routes.mark(&mut d.counts, addr);
-            }
+            self.routes.mark(&mut d.counts, addr);
         }
         ok
     }
 
     #[inline(always)]
-    fn take(&self, d: &mut ShardData, addr: usize, every: bool) -> Option<Block> {
+    fn take(&self, d: &mut ShardData, addr: usize) -> Option<Block> {
         let r = d.table.take(addr as u64).map(unpack);
-        if r.is_some() && !every {
+        if r.is_some() {
             self.routes.unmark(&mut d.counts, addr);
         }
         r
@@ -489,10 +538,8 @@ impl LiveTable {
     fn apply_deferred(&self, key: usize, d: &mut ShardData) {
         let every = self.every.load(Ordering::Relaxed);
         defer::drain(key, |e| match e.kind {
-            defer::LIVE_INSERT if !self.put(d, e.a, e.b, every) => defer::overflowed(),
-            defer::LIVE_REMOVE if self.take(d, e.a, every).is_some() && !every => {
-                self.byte_remove(e.a)
-            }
+            defer::LIVE_INSERT if !self.put(d, e.a, e.b) => defer::overflowed(),
+            defer::LIVE_REMOVE if self.take(d, e.a).is_some() && !every => self.byte_remove(e.a),
             _ => {}
         });
     }
@@ -509,7 +556,7 @@ impl LiveTable {
             shard.0.mark_pending();
             return Removed::Queued;
         };
-        let r = self.take(&mut d, addr, every);
+        let r = self.take(&mut d, addr);
         d.release_with(|key, d| self.apply_deferred(key, d));
         match r {
             Some(b) => {
@@ -840,6 +887,98 @@ mod tests {
             [sizes.clone().count() as u64 * one, sizes.sum()]
         };
         assert_eq!(out, [[0, 0], want(1), want(2)]);
+    }
+
+    /// `release` (detach) in both modes: every entry gone and its memory given back, every
+    /// slot without a live mark back to the real free, a bootstrap block's slot still marked
+    /// and its filter byte still set, no count below zero; an entry added afterwards (a sample
+    /// in flight) is counted and found like any other.
+    #[test]
+    fn release_forgets_everything_but_bootstrap_marks() {
+        static SAMPLED: LiveTable = LiveTable::new();
+        static EXACT: LiveTable = LiveTable::new();
+        let real = 0x5eed_0000 as *mut c_void;
+        let filtered = crate::hooks::free_filtered as *mut c_void;
+        let marked = crate::hooks::free_marked as *mut c_void;
+        for (t, exact) in [(&SAMPLED, false), (&EXACT, true)] {
+            // In a slot of its own (not one of the entries' slots below).
+            let boot = 0x6543_2010usize;
+            t.filter_add(boot);
+            t.set_free(real);
+            if exact {
+                t.set_every_block();
+            }
+            let addrs: Vec<usize> = (0..20_000usize).map(|i| 0x1000_0000 + i * 48).collect();
+            for (i, &a) in addrs.iter().enumerate() {
+                assert!(t.ins(
+                    a,
+                    Block {
+                        stack: 1,
+                        size: i as u64
+                    }
+                ));
+            }
+            for &a in addrs.iter().step_by(3) {
+                assert!(t.rem(a).is_some());
+            }
+            let live = t.len();
+            assert_eq!(t.release(real), live, "exact {exact}");
+            assert!(t.is_empty());
+            assert!(
+                t.shards
+                    .iter()
+                    .all(|s| s.0.lock().table.mem.is_null() && s.0.lock().table.len == 0)
+            );
+            for &a in &addrs {
+                assert_eq!(t.free_target(a), real, "exact {exact}: {a:#x}");
+                assert!(!t.may_hold(a));
+                assert_eq!(t.rem(a), None);
+            }
+            let boot_target = if exact { marked } else { filtered };
+            assert_eq!(t.free_target(boot), boot_target);
+            assert!(
+                t.may_hold(boot),
+                "a bootstrap block must still reach free_marked"
+            );
+            let g = route::group(boot);
+            let k = route::index(boot) % route::GROUP;
+            assert_eq!(
+                t.shards[g].0.lock().counts.slots()[k],
+                1,
+                "only the bootstrap mark"
+            );
+            let marks: usize = t
+                .shards
+                .iter()
+                .map(|s| {
+                    s.0.lock()
+                        .counts
+                        .slots()
+                        .iter()
+                        .map(|&n| n as usize)
+                        .sum::<usize>()
+                })
+                .sum();
+            assert_eq!(marks, 1, "exact {exact}: every other count back to zero");
+            if !exact {
+                let bytes: usize = t
+                    .filter
+                    .iter()
+                    .map(|f| f.load(Ordering::Relaxed) as usize)
+                    .sum();
+                assert_eq!(bytes, 1, "only the bootstrap block's filter byte");
+            }
+            // A sample in flight inserts after the release: marked, found, unmarked.
+            let late = addrs[1];
+            assert!(t.ins(late, Block { stack: 2, size: 7 }));
+            assert_eq!(t.free_target(late), boot_target);
+            assert!(t.may_hold(late));
+            assert_eq!(t.rem(late), Some(Block { stack: 2, size: 7 }));
+            assert_eq!(t.free_target(late), real);
+            // Releasing again is harmless.
+            assert_eq!(t.release(real), 0);
+            assert_eq!(t.free_target(boot), boot_target);
+        }
     }
 
     #[test]

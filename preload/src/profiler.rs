@@ -90,8 +90,151 @@ static HOT: Hot = Hot {
 
 /// Bytes a thread allocates between two looks at `HOT.sampling` while sampling is off.
 const DORMANT_RECHECK: i64 = 1 << 20;
+/// The same once detached: a slow path per GiB costs nothing measurable, and a thread whose
+/// `start` poke was lost still comes back.
+const DETACHED_RECHECK: i64 = 1 << 30;
 /// When sampling was last switched on (wall clock, microseconds; 0: at start-up).
 static SAMPLING_SINCE: AtomicU64 = AtomicU64::new(0);
+
+// ---- detach and restart -----------------------------------------------------------------
+//
+// `jeprof-rs detach` never unpatches an import slot (another thread may be inside any of our
+// hooks, and a block we recorded may be freed through any slot); it turns the hooks into plain
+// forwarding instead. Its `prof_signal` handler only stores flags: sampling off, mappings no
+// longer followed, and `LIFECYCLE` to DETACH_ASKED. The next slow path on any thread that holds
+// no profiler lock (every thread is poked), or the periodic timer's thread, serves the request
+// under `CONTROL`: the final dump if asked for, then the live table is emptied and its mapped
+// tables given back (`LiveTable::release`: frees of blocks it held then go straight to the real
+// free, in exact mode too), the mapping list emptied, the timer disarmed. Each thread that
+// comes to the slow path afterwards parks its countdown at 1 GiB: from then on `malloc` is its
+// five instructions, `free` its four (only the slots of bootstrap blocks stay marked), and the
+// mapping hooks test one flag. The stack tables stay (a sample in flight may be adding to
+// them; they are address space that became resident only as it was used). No dump is written
+// while detached. `jeprof-rs start` restarts a detached process (RESTART_ASKED, served the same
+// way): exact mode's routes again, mappings followed, the timer re-armed, the final dump
+// re-armed, sampling on; the live table starts empty, like a fresh attach.
+
+const ON: u32 = 0;
+const DETACH_ASKED: u32 = 1;
+const DETACH_ASKED_DUMP: u32 = 2;
+const DETACHING: u32 = 3;
+const DETACHED: u32 = 4;
+const RESTART_ASKED: u32 = 5;
+const RESTARTING: u32 = 6;
+/// Where this process stands between `detach` and `start` (ON: profiling, or stopped).
+static LIFECYCLE: AtomicU32 = AtomicU32::new(ON);
+/// Serializes the serving of detach and restart requests (never taken in a handler).
+static CONTROL: SpinLock<()> = SpinLock::new(());
+
+/// Whether a detach was asked for or done, and no restart since (`Agent_OnAttach` says so).
+pub fn detached() -> bool {
+    matches!(
+        LIFECYCLE.load(Ordering::Acquire),
+        DETACH_ASKED | DETACH_ASKED_DUMP | DETACHING | DETACHED
+    )
+}
+
+/// Serves a pending detach or restart. Called with the thread busy and holding no profiler
+/// lock (an allocation's slow path, past the real allocator; the timer's thread). Another
+/// thread serving one already: with `wait` (a restart, which is quick: no dump), this one
+/// waits for it, so that its allocation is sampled if sampling is on then (exact mode must not
+/// miss allocations right after a `start`); else nothing here, and it looks again later (a
+/// detach's dump can take a while, and must not hold up every allocating thread).
+fn serve_control(wait: bool) {
+    let g = if wait {
+        CONTROL.acquire()
+    } else {
+        CONTROL.try_lock()
+    };
+    let Some(_g) = g else {
+        return;
+    };
+    loop {
+        let s = LIFECYCLE.load(Ordering::Acquire);
+        let (to, done) = match s {
+            DETACH_ASKED | DETACH_ASKED_DUMP => (DETACHING, DETACHED),
+            RESTART_ASKED => (RESTARTING, ON),
+            _ => return,
+        };
+        if LIFECYCLE
+            .compare_exchange(s, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            continue;
+        }
+        if to == DETACHING {
+            detach_now(s == DETACH_ASKED_DUMP);
+        } else {
+            restart_now();
+        }
+        // A request that came meanwhile (a start while detaching, a detach while restarting)
+        // moved the state on: serve it too.
+        if LIFECYCLE
+            .compare_exchange(to, done, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        if to == RESTARTING {
+            HOT.sampling.store(false, Ordering::Release);
+            TRACK_MMAP.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// With sampling off: serves a pending detach or restart; true when that turned sampling on
+/// (a restart served by this allocation, which is then its first sample).
+fn restarted_here() -> bool {
+    let s = LIFECYCLE.load(Ordering::Acquire);
+    if s == ON {
+        return false;
+    }
+    serve_control(matches!(s, RESTART_ASKED | RESTARTING));
+    HOT.sampling.load(Ordering::Relaxed)
+}
+
+fn detach_now(dump: bool) {
+    if dump {
+        dump_now(Trigger::Detach, true);
+    }
+    let dropped = LIVE.release(real::FREE.get());
+    INUSE.store(0, Ordering::Relaxed);
+    HIGH_WATER.store(0, Ordering::Relaxed);
+    with_maps(defer::UNMAP, 0, usize::MAX, 0, |m| {
+        m.unmap(0, usize::MAX, &mut mapped_delta)
+    });
+    if let Some(p) = PERIODIC.acquire()
+        && let Some(timer) = p.as_ref()
+    {
+        timer.arm(0, 0);
+    }
+    use core::fmt::Write as _;
+    let mut line = StackBuf::<200>::new();
+    let _ = write!(
+        line,
+        "detached: recording stopped, {dropped} live blocks forgotten; the hooks only forward \
+         now (`jeprof-rs start` profiles again)"
+    );
+    sys::say(&[line.as_bytes()]);
+}
+
+fn restart_now() {
+    let cfg = config();
+    if cfg.lg_sample == 0 {
+        LIVE.set_every_block();
+    }
+    TRACK_MMAP.store(cfg.mmap, Ordering::Relaxed);
+    if let Some(mut st) = DUMP.acquire() {
+        st.final_done = false;
+    }
+    start_triggers();
+    let (sec, nsec) = sys::now_realtime();
+    SAMPLING_SINCE.store(
+        sec as u64 * 1_000_000 + nsec as u64 / 1000,
+        Ordering::Relaxed,
+    );
+    HOT.sampling.store(true, Ordering::Release);
+}
 
 /// The program unloaded an object: other code, with other unwind rules, may be loaded at its
 /// addresses. Forgets the cached rules and, by counting, every thread's memorized walk.
@@ -161,7 +304,11 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 /// before), or could not start (the reason was said on stderr).
 pub fn init_attached(conf: &[u8]) -> Result<(), AttachRefusal> {
     if STARTED.load(Ordering::Acquire) {
-        return Err(AttachRefusal::Already);
+        return Err(if detached() {
+            AttachRefusal::Detached
+        } else {
+            AttachRefusal::Already
+        });
     }
     real::set_attached();
     if start(Some(conf), true) {
@@ -174,6 +321,8 @@ pub fn init_attached(conf: &[u8]) -> Result<(), AttachRefusal> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachRefusal {
     Already,
+    /// Profiled before and detached since (`jeprof-rs start` profiles it again).
+    Detached,
     Failed,
 }
 
@@ -265,25 +414,57 @@ static PERIODIC: SpinLock<Option<sys::Timer>> = SpinLock::new(None);
 const POKED: u64 = u64::MAX;
 
 extern "C" fn periodic_fired(_: usize) {
+    if LIFECYCLE.load(Ordering::Acquire) != ON {
+        let _busy = Busy::enter();
+        serve_control(false);
+    }
     serve_trim_request();
     serve_dump_request();
     dump_now(Trigger::Interval, true);
 }
 
-/// The `prof_signal` handler. Async-signal-safe: two stores, one of them to this thread's own
-/// TLS; no dump is ever written inside a signal handler. `jeprof-rs dump` signals every thread
+/// The `prof_signal` handler. Async-signal-safe: a few stores and compare-and-swaps on atomics,
+/// and a poke of this thread's own TLS countdown; no dump is ever written, and no lock taken,
+/// inside a signal handler (a queued control request, `start`/`stop`/`detach`, is served like
+/// a dump request, see "detach and restart"). `jeprof-rs dump` signals every thread
 /// of the process, so the first one to allocate writes the dump. (A signal that lands between
 /// the fast path's load and store of the countdown loses its poke; the request stays pending.)
 extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; for SI_QUEUE (sigqueue)
     // its value field holds what the sender queued.
-    let control = unsafe {
+    let queued = unsafe {
         (!info.is_null() && (*info).si_code == libc::SI_QUEUE)
-            .then(|| (*info).si_value().sival_ptr as usize as i32)
+            .then(|| (*info).si_value().sival_ptr as usize as u64)
     };
+    // The request in the low 32 bits; a nonce in the high ones (0: none, from an older client).
+    let control = queued.map(|v| v as u32 as i32);
+    if let Some(v) = queued
+        && matches!(
+            v as u32 as i32,
+            crate::config::CONTROL_START
+                | crate::config::CONTROL_STOP
+                | crate::config::CONTROL_DETACH
+                | crate::config::CONTROL_DETACH_DUMP
+        )
+        && !first_delivery((v >> 32) as u32)
+    {
+        // Another thread of this process applied this request already (it is queued to
+        // every thread): only the poke, which each thread needs for itself.
+        if v as u32 as i32 != crate::config::CONTROL_STOP {
+            let t = thread::current();
+            t.last_wait.set(POKED);
+            t.bytes_until_sample.set(0);
+        }
+        return;
+    }
     match control {
         Some(crate::config::CONTROL_START) => {
-            if !HOT.sampling.swap(true, Ordering::AcqRel) {
+            // Detached (or on the way): the restart is served at a slow path; else on now.
+            let restart = LIFECYCLE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                matches!(s, DETACH_ASKED | DETACH_ASKED_DUMP | DETACHING | DETACHED)
+                    .then_some(RESTART_ASKED)
+            });
+            if restart.is_err_and(|s| s == ON) && !HOT.sampling.swap(true, Ordering::AcqRel) {
                 // clock_gettime is async-signal-safe (vDSO, no lock).
                 let (sec, nsec) = sys::now_realtime();
                 SAMPLING_SINCE.store(
@@ -301,12 +482,53 @@ extern "C" fn on_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut c_vo
             HOT.sampling.store(false, Ordering::Release);
             return;
         }
+        Some(c @ (crate::config::CONTROL_DETACH | crate::config::CONTROL_DETACH_DUMP)) => {
+            // Atomics only: the rest is served at this thread's next allocation (poked below)
+            // or any other thread's slow path.
+            HOT.sampling.store(false, Ordering::Release);
+            TRACK_MMAP.store(false, Ordering::Relaxed);
+            let want = if c == crate::config::CONTROL_DETACH_DUMP {
+                DETACH_ASKED_DUMP
+            } else {
+                DETACH_ASKED
+            };
+            let _ = LIFECYCLE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| match s {
+                ON | RESTART_ASKED | RESTARTING => Some(want),
+                DETACH_ASKED if want == DETACH_ASKED_DUMP => Some(want),
+                _ => None, // detaching or detached already
+            });
+            let t = thread::current();
+            t.last_wait.set(POKED);
+            t.bytes_until_sample.set(0);
+            return;
+        }
         _ => {}
     }
     HOT.dump_requested.store(true, Ordering::Release);
     let t = thread::current();
     t.last_wait.set(POKED);
     t.bytes_until_sample.set(0);
+}
+
+/// Nonces of the last control requests applied (`jeprof-rs` queues each request to every
+/// thread with one nonce): a thread that runs its handler late, after a later request was
+/// applied, must not apply an earlier one again (a `detach` after the `start` that followed it).
+static RECENT: [AtomicU32; 8] = [const { AtomicU32::new(0) }; 8];
+static RECENT_NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the request with `nonce` is seen here first (then remembered). Two threads that
+/// handle it at the same moment may both apply it: requests are idempotent while current.
+/// Async-signal-safe: atomics only.
+fn first_delivery(nonce: u32) -> bool {
+    if nonce == 0 {
+        return true;
+    }
+    if RECENT.iter().any(|r| r.load(Ordering::Acquire) == nonce) {
+        return false;
+    }
+    let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) as usize % RECENT.len();
+    RECENT[i].store(nonce, Ordering::Release);
+    true
 }
 
 /// The `prof_trim_signal` handler: like `on_signal`, two stores and a poke; the trim itself
@@ -470,13 +692,24 @@ fn sample_in(t: &ThreadState, ptr: *mut c_void, size: usize, regs: unwind::Regs)
             .set(if real::resolved() { i64::MAX } else { 1 << 20 });
         return;
     }
-    if !HOT.sampling.load(Ordering::Relaxed) {
+    if !HOT.sampling.load(Ordering::Relaxed) && !restarted_here() {
         // Dormant (`prof_active:false`, `jeprof-rs stop`): look again after a while; the
         // first sample after a restart draws a fresh countdown (marked like a dump request).
         t.bytes_until_sample.set(DORMANT_RECHECK);
         t.last_wait.set(POKED);
         serve_trim_request();
         serve_dump_request();
+        if LIFECYCLE.load(Ordering::Acquire) == DETACHED {
+            // Detached: this thread leaves the fast path only once per GiB (a `start`, a dump
+            // or trim request pokes it back sooner). Parked first, then checked again: a
+            // `start` whose handler ran on this thread before the store would have its poke
+            // overwritten.
+            t.bytes_until_sample.set(DETACHED_RECHECK);
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
+            if LIFECYCLE.load(Ordering::Acquire) != DETACHED {
+                t.bytes_until_sample.set(0);
+            }
+        }
         return;
     }
     if ptr.is_null() {
@@ -672,7 +905,10 @@ pub fn forget(addr: usize) -> Removed {
         && HOT.gdump.load(Ordering::Relaxed)
     {
         let (_, bytes) = sampler::weight(b.size, HOT.lg_sample.load(Ordering::Relaxed));
-        INUSE.fetch_sub(bytes, Ordering::Relaxed);
+        // Saturating: a detach may have reset the sum since this block was found.
+        let _ = INUSE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(bytes))
+        });
     }
     r
 }
@@ -915,6 +1151,9 @@ pub enum Trigger {
     Interval,
     HighWater,
     Manual,
+    /// The final dump `jeprof-rs detach --dump` asks for (tag `f`, written before the live
+    /// table is emptied).
+    Detach,
 }
 
 /// How long the exit path waits for a lock another thread holds before it gives up on the
@@ -929,6 +1168,16 @@ const EXIT_WAIT_NS: u64 = 2_000_000_000;
 /// cannot read the whole live table writes nothing.
 pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     if !HOT.active.load(Ordering::Acquire) {
+        return true;
+    }
+    // Detached, or a detach without a dump is pending: nothing is written (the live table is
+    // or is about to be emptied). A pending `detach --dump` still gets its dump, at exit too.
+    if trigger != Trigger::Detach
+        && matches!(
+            LIFECYCLE.load(Ordering::Acquire),
+            DETACH_ASKED | DETACHING | DETACHED | RESTART_ASKED
+        )
+    {
         return true;
     }
     let saved = sys::errno();
@@ -961,7 +1210,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
     {
         use core::fmt::Write as _;
         let _ = match trigger {
-            Trigger::Final => write!(tag, "f"),
+            Trigger::Final | Trigger::Detach => write!(tag, "f"),
             Trigger::Interval => {
                 st.interval_n += 1;
                 write!(tag, "i{}", st.interval_n - 1)
@@ -1019,7 +1268,9 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         },
         None => None,
     };
-    if TRACK_MMAP.load(Ordering::Relaxed) {
+    // (From the configuration: a pending detach has switched `TRACK_MMAP` off already, and
+    // its dump still describes the mappings followed until then.)
+    if cfg.mmap {
         dump::file_name(mname, cfg.prefix(), pid, seq, tag.as_bytes(), true);
         let ranges = RangesCopy::take(exiting);
         let meta = Meta {
@@ -1038,7 +1289,7 @@ pub fn dump_now(trigger: Trigger, wait: bool) -> bool {
         }
         drop(ranges);
     }
-    if trigger == Trigger::Final {
+    if matches!(trigger, Trigger::Final | Trigger::Detach) {
         st.final_done = true;
         if cfg.leak
             && let Some(w) = written
@@ -1182,14 +1433,18 @@ pub fn at_quick_exit() {
 
 // ---- fork -------------------------------------------------------------------------------
 
-/// Which of PERIODIC, DUMP, MAPS `fork_prepare` took (it skips a lock this thread holds
-/// already: fork from a signal handler that interrupted the profiler).
+/// Which of PERIODIC, DUMP, MAPS, CONTROL `fork_prepare` took (it skips a lock this thread
+/// holds already: fork from a signal handler that interrupted the profiler).
 static FORK_TOOK: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn fork_prepare() {
     let _busy = Busy::enter();
-    let took =
-        PERIODIC.raw_lock() as u32 | (DUMP.raw_lock() as u32) << 1 | (MAPS.raw_lock() as u32) << 2;
+    // CONTROL first: a detach being served takes the others after it.
+    let control = (CONTROL.raw_lock() as u32) << 3;
+    let took = control
+        | PERIODIC.raw_lock() as u32
+        | (DUMP.raw_lock() as u32) << 1
+        | (MAPS.raw_lock() as u32) << 2;
     FORK_TOOK.store(took, Ordering::Relaxed);
     LIVE.lock_all();
 }
@@ -1209,6 +1464,9 @@ fn fork_release() {
         }
         if took & 1 != 0 {
             PERIODIC.release_raw(|_, _| {});
+        }
+        if took & 8 != 0 {
+            CONTROL.release_raw(|_, _| {});
         }
     }
 }

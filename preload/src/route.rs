@@ -71,6 +71,12 @@ impl Counts {
     pub const fn new() -> Self {
         Counts([0; GROUP])
     }
+
+    /// The count of each slot of the group (tests).
+    #[cfg(test)]
+    pub fn slots(&self) -> &[u8; GROUP] {
+        &self.0
+    }
 }
 
 impl Default for Counts {
@@ -86,7 +92,8 @@ pub struct Routes {
     /// Where unmarked slots go. Stored before the groups are visited when it changes, and
     /// read under a group's lock, so an unmark racing with the change leaves the new value.
     default: AtomicPtr<c_void>,
-    /// Where marked slots go (`free_filtered`); fixed.
+    /// Where marked slots go: `free_filtered`, or in exact mode `free_marked` (the filter is
+    /// not kept there).
     marked: AtomicPtr<c_void>,
 }
 
@@ -127,6 +134,12 @@ impl Routes {
         self.default.store(f, Ordering::Release);
     }
 
+    /// Marked slots go to `f` from now on (exact mode: the table's own path, without the
+    /// filter). The caller then passes every group to `send_group`.
+    pub fn set_marked(&self, f: *mut c_void) {
+        self.marked.store(f, Ordering::Release);
+    }
+
     /// Sends every slot of group `g`, marked or not, to `f` (exact mode, where marks no longer
     /// matter). The caller holds the group's lock.
     pub fn send_group(&self, g: usize, f: *mut c_void) {
@@ -141,7 +154,7 @@ impl Routes {
         let f = self.default.load(Ordering::Acquire);
         for (k, &n) in counts.0.iter().enumerate() {
             if n == 0 {
-                self.slots[g * GROUP + k].store(f, Ordering::Release);
+                set(&self.slots[g * GROUP + k], f);
             }
         }
     }
@@ -156,7 +169,7 @@ impl Routes {
             // Only on the first mark: a slot with a count is marked already (`refresh` and
             // `unmark` leave such slots alone), and a store would take the line from every
             // core whose frees read it.
-            self.slots[i].store(self.marked.load(Ordering::Relaxed), Ordering::Release);
+            set(&self.slots[i], self.marked.load(Ordering::Relaxed));
         }
         if *n != STUCK {
             *n += 1;
@@ -171,9 +184,18 @@ impl Routes {
         if *n != STUCK && *n != 0 {
             *n -= 1;
             if *n == 0 {
-                self.slots[i].store(self.default.load(Ordering::Acquire), Ordering::Release);
+                set(&self.slots[i], self.default.load(Ordering::Acquire));
             }
         }
+    }
+}
+
+/// Stores `f` into a slot unless it holds `f` already: in exact mode marked and unmarked slots
+/// go to the same place, and a store would take the line from every core whose frees read it.
+#[inline(always)]
+fn set(slot: &AtomicPtr<c_void>, f: *mut c_void) {
+    if slot.load(Ordering::Relaxed) != f {
+        slot.store(f, Ordering::Release);
     }
 }
 

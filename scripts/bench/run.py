@@ -8,6 +8,7 @@ import sys
 import time
 
 work, iters, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+only = sys.argv[4] if len(sys.argv) > 4 else "all"
 root = os.getcwd()
 preload = os.path.join(root, "target/release/libjeprof_preload.so")
 jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -106,6 +107,130 @@ def summarize(cfgs, runs):
             for (name, _, _), acc in zip(cfgs, runs)]
 
 
+def attached_vs_preloaded():
+    """The profiler attached to a running process (as `jeprof-rs attach` does) against the same
+    profiler preloaded, on the same program, in paired rounds; and attached then detached.
+    C: alloc_heavy's workload (scripts/bench/alloc_attach.c attaches itself before its threads
+    start). Java: scripts/bench/NativeChurn.java (zlib state malloc'd and freed per round,
+    through libzip/libz), attached with `jeprof-rs attach` after the JVM printed "ready"; its
+    CPU time includes the JVM's start-up, which the preloaded run profiles and the attached one
+    does not."""
+    prog = os.path.join(work, "alloc_attach")
+    conf = f"prof_prefix:{work}/a"
+    for threads in (1, 2):
+        cmd = [prog, str(threads), str(iters)]
+        cfgs = [
+            ("plain", cmd, {}),
+            ("floor: + byte countdown", cmd, FLOOR_COUNTDOWN),
+            ("preloaded, sampled", cmd, SAMPLED),
+            ("attached, sampled", cmd + [preload, conf], {}),
+            ("attached, then detached", cmd + [preload, conf, "detach"], {}),
+        ]
+        runs = [[] for _ in cfgs]
+        interleave(cfgs, runs)
+        rows = summarize(cfgs, runs)
+        at = dict(zip((c[0] for c in cfgs), runs))
+        pairs = threads * iters
+        print(f"\nattached vs preloaded, C: {threads} thread(s) x {iters} malloc/free pairs, "
+              f"median of {repeats} interleaved rounds")
+        print(f"  {'configuration':<26} {'cpu s':>8} {'cpu x':>7} {'paired':>7} {'ns/pair':>8}")
+        for name, _, cpu, _, paired in rows:
+            print(f"  {name:<26} {cpu:8.3f} {cpu / rows[0][2]:7.2f} {paired:7.2f} "
+                  f"{cpu / pairs * 1e9:8.1f}")
+        ratio = statistics.median(a[1] / b[1] for a, b in
+                                  zip(at["attached, sampled"], at["preloaded, sampled"]))
+        print(f"  attached / preloaded, paired: {ratio:.3f}x")
+
+    if shutil.which("valgrind"):
+        # Deterministic: instructions per pair (two lengths, as above), which this VM's noisy
+        # CPU times cannot resolve to a few percent.
+        short, long_ = 200000, 1000000
+        print(f"\nattached vs preloaded, C, instructions (callgrind, 1 thread; per pair from "
+              f"{short:,} and {long_:,} pairs):")
+        base = None
+        for name, extra, env in (("plain", [], {}),
+                                 ("floor: + byte countdown", [], FLOOR_COUNTDOWN),
+                                 ("preloaded, sampled", [], SAMPLED),
+                                 ("attached, sampled", [preload, conf], {}),
+                                 ("attached, then detached", [preload, conf, "detach"], {})):
+            counts = []
+            for n in (short, long_):
+                out = subprocess.run(["valgrind", "--tool=callgrind",
+                                      f"--callgrind-out-file={work}/cg.out", prog, "1", str(n)]
+                                     + extra, env=dict(os.environ, **env),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                m = re.search(r"Collected : (\d+)", out.stderr)
+                if not m:
+                    raise SystemExit(f"bench: callgrind failed for {name}")
+                counts.append(int(m.group(1)))
+                clean()
+            pp = (counts[1] - counts[0]) / (long_ - short)
+            base = base or pp
+            print(f"  {name:<26} {pp:9.1f} {pp / base:7.3f}")
+
+    java, javac = shutil.which("java"), shutil.which("javac")
+    analyzer = os.path.join(root, "target/release/jeprof-rs")
+    if not (java and javac and os.path.exists(analyzer)):
+        print("\nattached vs preloaded, Java: skipped (java, javac or target/release/jeprof-rs "
+              "missing)")
+        return
+    subprocess.run([javac, "-d", work, os.path.join(root, "scripts/bench/NativeChurn.java")],
+                   check=True)
+    rounds = 400000
+
+    def java_once(mode):
+        env = dict(os.environ)
+        for k in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "LD_PRELOAD"):
+            env.pop(k, None)
+        if mode == "preloaded":
+            env.update(SAMPLED)
+        argv = [java, "-XX:+UseSerialGC", "-Xmx256m", "-cp", work, "NativeChurn", str(rounds)]
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: NativeChurn did not start")
+        if mode == "attached":
+            subprocess.run([analyzer, "attach", "--preload", preload, "--out", work,
+                            str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
+        elif mode == "plain + jcmd":
+            # What the attach mechanism itself costs the JVM (its attach listener started, a
+            # command served), without the profiler.
+            subprocess.run([analyzer, "jcmd", str(proc.pid), "VM.version"], check=True,
+                           stdout=subprocess.DEVNULL)
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+        proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"bench: NativeChurn failed ({mode})")
+        for f in os.listdir(work):
+            if f.endswith(".heap"):
+                os.remove(os.path.join(work, f))
+        return wall, usage.ru_utime + usage.ru_stime
+
+    modes = ["plain", "plain + jcmd", "preloaded", "attached"]
+    runs = {m: [] for m in modes}
+    for i in range(repeats):
+        for m in (modes if i % 2 == 0 else modes[::-1]):
+            runs[m].append(java_once(m))
+    print(f"\nattached vs preloaded, Java: NativeChurn {rounds} rounds (a Deflater and an "
+          f"Inflater each), JVM CPU s incl. start-up, median of {repeats} interleaved rounds")
+    base = statistics.median(r[1] for r in runs["plain"])
+    for m in modes:
+        cpu = statistics.median(r[1] for r in runs[m])
+        paired = statistics.median(a[1] / b[1] for a, b in zip(runs[m], runs["plain"]))
+        print(f"  {m:<26} {cpu:8.3f} {cpu / base:7.2f} {paired:7.2f}")
+    for other in ("preloaded", "plain + jcmd"):
+        ratio = statistics.median(a[1] / b[1] for a, b in zip(runs["attached"], runs[other]))
+        print(f"  attached / {other}, paired: {ratio:.3f}x")
+
+
+if only == "attach":
+    attached_vs_preloaded()
+    sys.exit(0)
+
 one = table(1)
 two = table(2)
 print("\nper-pair CPU cost, 2 threads vs 1 (no shared cache line written on the fast path "
@@ -185,3 +310,5 @@ for name, env in (("plain", {}), ("exact", EXACT)):
     clean()
 print(f"\nexact mode memory: {n} live 32-byte blocks, RSS {rss['plain'] / 2**20:.1f} MiB plain, "
       f"{rss['exact'] / 2**20:.1f} MiB profiled: {(rss['exact'] - rss['plain']) / n:.1f} bytes per live block")
+
+attached_vs_preloaded()

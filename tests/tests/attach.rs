@@ -74,6 +74,52 @@ fn assets(test: &str) -> Option<&'static Assets> {
     built.as_ref()
 }
 
+/// The JNI libraries of `tests/c/jni_leak.c` (A, B), built once against the JDK's headers (the
+/// JDK of the javac that built Idle.class; JNI's ABI is the same in every JDK).
+struct JniLibs {
+    _dir: TempDir,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+fn jni_libs(test: &str) -> Option<&'static JniLibs> {
+    static LIBS: OnceLock<Option<JniLibs>> = OnceLock::new();
+    let built = LIBS.get_or_init(|| {
+        let javac = [PathBuf::from(JDK17_HOME).join("bin/javac"), "javac".into()]
+            .into_iter()
+            .find(|j| have_program(&j.to_string_lossy()))?;
+        let include = std::fs::canonicalize(&javac)
+            .ok()?
+            .parent()?
+            .parent()?
+            .join("include");
+        if !include.join("jni.h").is_file() {
+            return None;
+        }
+        let dir = TempDir::new("attach-jni");
+        let src = c_dir().join("jni_leak.c").display().to_string();
+        let build = |name: &str, define: Option<&str>| {
+            let out = dir.path().join(name);
+            Run::new("gcc")
+                .args(&["-O2", "-g", "-shared", "-fPIC", "-Wall"])
+                .arg(format!("-I{}", include.display()))
+                .arg(format!("-I{}", include.join("linux").display()))
+                .args(define.as_slice())
+                .args(&["-o", &out.display().to_string(), &src])
+                .run()
+                .expect_success();
+            out
+        };
+        let a = build("libjnia.so", None);
+        let b = build("libjnib.so", Some("-DLIB_B"));
+        Some(JniLibs { _dir: dir, a, b })
+    });
+    if built.is_none() {
+        skip(test, "javac or the JDK headers (jni.h) not found");
+    }
+    built.as_ref()
+}
+
 /// A JVM running `Idle`, started by the test.
 struct Jvm {
     child: Child,
@@ -869,4 +915,277 @@ fn attach_refuses_a_native_process() {
     assert!(sleeper.try_wait().unwrap().is_none(), "sleep died");
     sleeper.kill().unwrap();
     let _ = sleeper.wait();
+}
+
+/// The heap dumps (not their mmap siblings) in `dir`, once at least `n` are there (the
+/// profiler writes them at the JVM's next allocation after the request).
+fn wait_for_heaps(dir: &Path, n: usize) -> Vec<DumpFile> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let heaps: Vec<DumpFile> = dumps_in(dir, "jeprof")
+            .into_iter()
+            .filter(|d| !d.mmap)
+            .collect();
+        if heaps.len() >= n {
+            return heaps;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} dumps expected in {}: {heaps:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many stacks of a dump hold exactly `n` blocks of `bytes` each.
+fn stacks_of(heap: &HeapProfile, n: u64, bytes: u64) -> usize {
+    heap.stacks
+        .iter()
+        .filter(|(_, c)| c.objs == n && c.bytes == n * bytes)
+        .count()
+}
+
+/// `jeprof-rs detach --dump` on an attached JVM (exact mode): the detach dump holds exactly
+/// the buffers leaked between the attach and the detach; buffers leaked after it are never
+/// recorded; a `dump` while detached writes nothing; `attach` again is refused and says to
+/// `start`; `start` profiles again from an empty table, and the final dump at exit holds
+/// exactly what was leaked after it. The JVM's output is unchanged and it exits 0.
+fn detach_attached(java: &Path) {
+    const BYTES: u64 = 65536;
+    let dir = TempDir::new("attach-detach");
+    let out_dir = dir.path().join("dumps");
+    let mut jvm = Jvm::start(java, &[], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let out_arg = out_dir.display().to_string();
+    let preload_arg = preload().display().to_string();
+    jeprof(&[
+        "attach",
+        "--exact",
+        "--preload",
+        &preload_arg,
+        "--out",
+        &out_arg,
+        &pid,
+    ])
+    .expect_success();
+    jvm.command(&format!("leak 10 {BYTES}"), "leaked 10");
+    let det = jeprof(&["detach", "--dump", &pid]);
+    det.expect_success();
+    assert!(
+        det.stdout.contains(&format!("pid {pid} (java, "))
+            && det
+                .stdout
+                .contains("detaching at its next allocation, after a final dump"),
+        "{}",
+        det.report()
+    );
+    jvm.command(&format!("leak 20 {BYTES}"), "leaked 20");
+    let at_detach = wait_for_heaps(&out_dir, 1);
+    assert_eq!(at_detach.len(), 1, "{at_detach:?}");
+    assert_eq!(at_detach[0].tag, "f");
+    let heap = read_heap(&at_detach[0].path);
+    assert_eq!(stacks_of(&heap, 10, BYTES), 1, "{:?}", heap.stacks);
+    assert_eq!(
+        stacks_of(&heap, 20, BYTES) + stacks_of(&heap, 30, BYTES),
+        0,
+        "{:?}",
+        heap.stacks
+    );
+
+    // Detached: a dump request is caught and writes nothing, however much the JVM allocates.
+    jeprof(&["dump", &pid]).expect_success();
+    jvm.command("churn 200000", "churned");
+    std::thread::sleep(Duration::from_millis(300));
+    let all = dumps_in(&out_dir, "jeprof");
+    assert_eq!(
+        all.len(),
+        2,
+        "the detach dump and its mmap sibling only: {all:?}"
+    );
+
+    let again = jeprof(&["attach", "--out", &out_arg, &pid]);
+    expect_one_line_error(
+        &again,
+        &[
+            &format!("pid {pid} was profiled and then detached"),
+            &format!("`jeprof-rs start {pid}`"),
+        ],
+    );
+
+    jeprof(&["start", &pid]).expect_success();
+    jvm.command(&format!("leak 5 {BYTES}"), "leaked 5");
+    let stdout = jvm.stdout();
+    let stderr = Arc::clone(&jvm.stderr);
+    jvm.finish();
+    assert_eq!(stdout, "ready\nleaked 10\nleaked 20\nchurned\nleaked 5\n");
+    // Its stderr is read whole at its end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stderr.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(
+        stderr.contains("<jeprof>: detached: recording stopped"),
+        "{stderr}"
+    );
+    let heaps = wait_for_heaps(&out_dir, 2);
+    assert_eq!(heaps.len(), 2, "{heaps:?}");
+    assert_eq!(heaps[1].tag, "f");
+    let heap = read_heap(&heaps[1].path);
+    assert_eq!(stacks_of(&heap, 5, BYTES), 1, "{:?}", heap.stacks);
+    for n in [10, 15, 20, 25, 30, 35] {
+        assert_eq!(stacks_of(&heap, n, BYTES), 0, "{n}: {:?}", heap.stacks);
+    }
+}
+
+#[test]
+fn detach_attached_jdk17() {
+    let test = "detach_attached_jdk17";
+    let (Some(java), Some(_)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    detach_attached(&java);
+}
+
+#[test]
+fn detach_attached_jdk25() {
+    let test = "detach_attached_jdk25";
+    let (Some(java), Some(_)) = (jdk25(test), assets(test)) else {
+        return;
+    };
+    detach_attached(&java);
+}
+
+/// Leaked per library after the attach: A 100 x 64 KiB, B 60 x 96 KiB, each among 200,000
+/// malloc/realloc/free rounds of up to 8 KiB (about 800 MiB allocated and freed); before the
+/// attach, A leaked 100 x 64 KiB more through the same function.
+const JNI_A: (u64, u64) = (100, 65536);
+const JNI_B: (u64, u64) = (60, 98304);
+const JNI_CHURN: u64 = 200_000;
+
+/// A JVM started with no flags loads JNI library A (System.load), warms up and leaks through
+/// it under churn; we attach (exact, or sampled every 64 KiB on average); it loads library B,
+/// which the attach never saw, and both leak under much larger churn; `jeprof-rs dump`. Exact
+/// mode: each library's leaking function holds exactly its bytes leaked since the attach
+/// (the leak from before it absent), the churn functions nothing. Sampled mode: within 4
+/// standard deviations (tests/sampled.rs), where the leak from before the attach would double
+/// A's; the churn functions nothing. The JVM's output is unchanged and it exits 0.
+fn jni_before_and_after(java: &Path, exact: bool) {
+    let jni = jni_libs("jni").expect("jni libs");
+    let dir = TempDir::new("attach-jni-run");
+    let out_dir = dir.path().join("dumps");
+    let mut jvm = Jvm::start(java, &[], dir.path(), false);
+    let pid = jvm.pid.to_string();
+    let (a, b) = (jni.a.display().to_string(), jni.b.display().to_string());
+    jvm.command(&format!("load {a}"), "loaded");
+    jvm.command("churn 100000", "churned");
+    let (na, sa) = JNI_A;
+    let (nb, sb) = JNI_B;
+    jvm.command(&format!("jni A {na} {sa} {JNI_CHURN}"), "jni done");
+    let mode = if exact { "--exact" } else { "--sample=65536" };
+    let preload_arg = preload().display().to_string();
+    let out_arg = out_dir.display().to_string();
+    jeprof(&[
+        "attach",
+        mode,
+        "--preload",
+        &preload_arg,
+        "--out",
+        &out_arg,
+        &pid,
+    ])
+    .expect_success();
+    jvm.command(&format!("load {b}"), "loaded");
+    jvm.command(&format!("jni A {na} {sa} {JNI_CHURN}"), "jni done");
+    jvm.command(&format!("jni B {nb} {sb} {JNI_CHURN}"), "jni done");
+    jeprof(&["dump", &pid]).expect_success();
+    let heaps = wait_for_heaps(&out_dir, 1);
+    let stdout = jvm.stdout();
+    jvm.finish();
+    assert_eq!(
+        stdout,
+        "ready\nloaded\nchurned\njni done\nloaded\njni done\njni done\n"
+    );
+    assert_eq!(heaps[0].tag, "m0", "{heaps:?}");
+    let t = top(&heaps[0].path, &[]);
+    let ctx = format!("{}\n{}", t.command, t.render());
+    for (site, lib) in [("a_leak_site", "libjnia.so"), ("b_leak_site", "libjnib.so")] {
+        let row = t.row(site).unwrap_or_else(|| panic!("no {site}\n{ctx}"));
+        assert!(
+            row.library.as_deref().is_some_and(|l| l.ends_with(lib)),
+            "{site} not in {lib}\n{ctx}"
+        );
+    }
+    if exact {
+        assert_eq!(
+            t.flat("a_leak_site"),
+            ((na * sa) as i64, na as i64),
+            "{ctx}"
+        );
+        assert_eq!(
+            t.flat("b_leak_site"),
+            ((nb * sb) as i64, nb as i64),
+            "{ctx}"
+        );
+    } else {
+        let r = 65536.0;
+        for (site, n, size) in [("a_leak_site", na, sa), ("b_leak_site", nb, sb)] {
+            let s = size as f64;
+            let p = -(-s / r).exp_m1();
+            let sd = (n as f64 * s * s * (1.0 - p) / p).sqrt();
+            let truth = (n * size) as f64;
+            let est = t.flat(site).0 as f64;
+            eprintln!(
+                "{site}: estimate {est}, truth {truth}, error {:.2} sd",
+                (est - truth).abs() / sd
+            );
+            assert!(
+                (est - truth).abs() <= 4.0 * sd + 2.0,
+                "{site}: {est} vs {truth}: more than 4 sd ({sd:.0}) off\n{ctx}"
+            );
+            // The leak from before the attach would add as much again to A's, far outside
+            // the bound (4 sd is about 30% of the truth here).
+            assert!(4.0 * sd < 0.5 * truth, "{site}: the bound cannot tell");
+        }
+    }
+    for churn in ["a_churn_site", "b_churn_site"] {
+        assert_eq!(t.flat(churn), (0, 0), "{churn}\n{ctx}");
+    }
+}
+
+#[test]
+fn jni_libraries_before_and_after_attach_exact_jdk17() {
+    let test = "jni_libraries_before_and_after_attach_exact_jdk17";
+    let (Some(java), Some(_), Some(_)) = (jdk17(test), assets(test), jni_libs(test)) else {
+        return;
+    };
+    jni_before_and_after(&java, true);
+}
+
+#[test]
+fn jni_libraries_before_and_after_attach_sampled_jdk17() {
+    let test = "jni_libraries_before_and_after_attach_sampled_jdk17";
+    let (Some(java), Some(_), Some(_)) = (jdk17(test), assets(test), jni_libs(test)) else {
+        return;
+    };
+    jni_before_and_after(&java, false);
+}
+
+#[test]
+fn jni_libraries_before_and_after_attach_exact_jdk25() {
+    let test = "jni_libraries_before_and_after_attach_exact_jdk25";
+    let (Some(java), Some(_), Some(_)) = (jdk25(test), assets(test), jni_libs(test)) else {
+        return;
+    };
+    jni_before_and_after(&java, true);
+}
+
+#[test]
+fn jni_libraries_before_and_after_attach_sampled_jdk25() {
+    let test = "jni_libraries_before_and_after_attach_sampled_jdk25";
+    let (Some(java), Some(_), Some(_)) = (jdk25(test), assets(test), jni_libs(test)) else {
+        return;
+    };
+    jni_before_and_after(&java, false);
 }
