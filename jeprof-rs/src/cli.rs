@@ -1123,7 +1123,19 @@ pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
             signal, a.pid, target.name, a.pid
         ),
     )?;
-    // A JVM needs no perf map: the dump names its Java frames (`# java_method`).
+    // A JVM needs no perf map (the dump names its Java frames, `# java_method`), but an idle
+    // one may not allocate for a long time: a harmless command over its attach socket makes
+    // its attach listener allocate, and so write the dump now.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", a.pid)).unwrap_or_default();
+    if maps.lines().any(|l| l.ends_with("/libjvm.so")) {
+        let opts = crate::attach::Options::default();
+        if crate::attach::jcmd(a.pid, &["VM.version".to_string()], &opts).is_ok() {
+            write_out(
+                out,
+                "and asked the JVM for its version, so that it allocates (and dumps) now\n",
+            )?;
+        }
+    }
     Ok(0)
 }
 
