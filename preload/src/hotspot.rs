@@ -35,7 +35,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int, c_void};
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Marks a frame that is a Java method (`JAVA_TAG | Method*`); no code address has it.
 pub const JAVA_TAG: usize = 1 << 62;
@@ -95,6 +95,7 @@ struct Layout {
     mutable_data: usize,
     relocation_size: usize,
     nm_method: usize,
+    nm_compile_id: usize,
     nm_scopes_pcs: usize,
     /// `_scopes_data_begin` (a pointer) or `_scopes_data_offset` (an int into immutable data).
     scopes_begin_ptr: usize,
@@ -142,6 +143,7 @@ impl Layout {
         mutable_data: NONE,
         relocation_size: NONE,
         nm_method: NONE,
+        nm_compile_id: NONE,
         nm_scopes_pcs: NONE,
         scopes_begin_ptr: NONE,
         scopes_offset: NONE,
@@ -450,6 +452,7 @@ fn read_tables(jvm: &Jvm, l: &mut Layout) -> Option<()> {
             (b"CodeBlob", b"_relocation_size") => Some(&mut l.relocation_size),
             (b"CompiledMethod" | b"nmethod", b"_method") => Some(&mut l.nm_method),
             (b"nmethod", b"_scopes_pcs_offset") => Some(&mut l.nm_scopes_pcs),
+            (b"nmethod", b"_compile_id") => Some(&mut l.nm_compile_id),
             (b"CompiledMethod" | b"nmethod", b"_scopes_data_begin") => {
                 Some(&mut l.scopes_begin_ptr)
             }
@@ -708,8 +711,25 @@ enum BlobKind {
     Other,
 }
 
+/// Name pointers already recognized: `nmethod`, `native nmethod`, `Interpreter` (string
+/// literals of libjvm, the same pointer in every blob of a kind).
+static KNOWN_NAMES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+const KINDS: [BlobKind; 3] = [
+    BlobKind::Compiled,
+    BlobKind::Compiled,
+    BlobKind::Interpreter,
+];
+
 fn kind_of(l: &Layout, blob: usize, heap: Heap) -> Option<BlobKind> {
     let name = heap.get::<usize>(blob + l.blob_name)?;
+    if name == 0 {
+        return Some(BlobKind::Other);
+    }
+    for (known, kind) in KNOWN_NAMES.iter().zip(KINDS) {
+        if known.load(Ordering::Relaxed) == name {
+            return Some(kind);
+        }
+    }
     // Names are string literals in libjvm: read only there.
     let mut buf = [0u8; 16];
     for (i, b) in buf.iter_mut().enumerate() {
@@ -722,43 +742,88 @@ fn kind_of(l: &Layout, blob: usize, heap: Heap) -> Option<BlobKind> {
             break;
         }
     }
-    Some(match &buf[..] {
-        [b'n', b'm', b'e', b't', b'h', b'o', b'd', 0, ..] => BlobKind::Compiled,
-        [
-            b'n',
-            b'a',
-            b't',
-            b'i',
-            b'v',
-            b'e',
-            b' ',
-            b'n',
-            b'm',
-            b'e',
-            b't',
-            b'h',
-            b'o',
-            b'd',
-            0,
-            ..,
-        ] => BlobKind::Compiled,
-        [
-            b'I',
-            b'n',
-            b't',
-            b'e',
-            b'r',
-            b'p',
-            b'r',
-            b'e',
-            b't',
-            b'e',
-            b'r',
-            0,
-            ..,
-        ] => BlobKind::Interpreter,
-        _ => BlobKind::Other,
-    })
+    let which = match &buf[..] {
+        [b'n', b'm', b'e', b't', b'h', b'o', b'd', 0, ..] => 0,
+        [b'n', b'a', b't', b'i', b'v', b'e', b' ', b'n', b'm', b'e', b't', b'h', b'o', b'd', 0, ..] => 1,
+        [b'I', b'n', b't', b'e', b'r', b'p', b'r', b'e', b't', b'e', b'r', 0, ..] => 2,
+        _ => return Some(BlobKind::Other),
+    };
+    KNOWN_NAMES[which].store(name, Ordering::Relaxed);
+    Some(KINDS[which])
+}
+
+// ---- the compiled-frame cache ------------------------------------------------------------------
+
+/// What a compiled frame's step found, by return address: its blob, the blob's compilation id
+/// (so that code compiled again at the same address is not mistaken for it), its frame size
+/// and up to four Java methods (its scope chain). Entries are written by any thread under a
+/// sequence number (odd while written); a reader that sees it change, or odd, misses.
+struct Compiled {
+    seq: AtomicU64,
+    pc: AtomicU64,
+    blob: AtomicU64,
+    /// compile id (low 32 bits) | frame words << 32 | methods << 48.
+    shape: AtomicU64,
+    methods: [AtomicU64; 4],
+}
+
+const COMPILED_BITS: u32 = 12;
+static COMPILED: [Compiled; 1 << COMPILED_BITS] = [const {
+    Compiled {
+        seq: AtomicU64::new(0),
+        pc: AtomicU64::new(0),
+        blob: AtomicU64::new(0),
+        shape: AtomicU64::new(0),
+        methods: [const { AtomicU64::new(0) }; 4],
+    }
+}; 1 << COMPILED_BITS];
+
+fn compiled_slot(pc: usize) -> &'static Compiled {
+    &COMPILED[((pc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - COMPILED_BITS)) as usize]
+}
+
+/// The cached frame size and methods of the frame at `pc` in `blob` (compile id `id`).
+fn compiled_get(pc: usize, blob: usize, id: u32, out: &mut [usize; 4]) -> Option<(i32, usize)> {
+    let e = compiled_slot(pc);
+    let s1 = e.seq.load(Ordering::Acquire);
+    if s1 & 1 != 0 || e.pc.load(Ordering::Relaxed) != pc as u64 {
+        return None;
+    }
+    let b = e.blob.load(Ordering::Relaxed);
+    let shape = e.shape.load(Ordering::Relaxed);
+    for (o, m) in out.iter_mut().zip(&e.methods) {
+        *o = m.load(Ordering::Relaxed) as usize;
+    }
+    core::sync::atomic::fence(Ordering::Acquire);
+    if e.seq.load(Ordering::Relaxed) != s1 || b != blob as u64 || shape as u32 != id {
+        return None;
+    }
+    let n = (shape >> 48) as usize;
+    (1..=4).contains(&n).then_some(((shape >> 32) as u16 as i32, n))
+}
+
+fn compiled_put(pc: usize, blob: usize, id: u32, words: i32, methods: &[usize]) {
+    let e = compiled_slot(pc);
+    let s = e.seq.load(Ordering::Relaxed);
+    if s & 1 != 0
+        || e.seq
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
+        return; // another thread is writing it
+    }
+    // The odd number is visible before any field changes (a seqlock's writer).
+    core::sync::atomic::fence(Ordering::Release);
+    e.pc.store(pc as u64, Ordering::Relaxed);
+    e.blob.store(blob as u64, Ordering::Relaxed);
+    e.shape.store(
+        id as u64 | (words as u16 as u64) << 32 | (methods.len() as u64) << 48,
+        Ordering::Relaxed,
+    );
+    for (m, &v) in e.methods.iter().zip(methods) {
+        m.store(v as u64, Ordering::Relaxed);
+    }
+    e.seq.store(s + 2, Ordering::Release);
 }
 
 /// A user-space, aligned pointer (a `Method*` read from the JVM's memory).
@@ -803,17 +868,52 @@ pub fn step(
             Some((sender_sp, ra, caller_bp))
         }
         kind => {
-            let words = heap.get::<i32>(blob + l.blob_frame_size)?;
-            if !(2..1 << 16).contains(&words) {
-                return None;
-            }
-            if kind == BlobKind::Compiled {
-                let method = heap.get::<usize>(blob + l.nm_method)?;
-                if !(l.can_decode_scopes() && scopes(l, blob, heap, pc, emit)) && plausible(method)
-                {
-                    emit(JAVA_TAG | method);
+            let id = match l.nm_compile_id {
+                NONE => None,
+                f if kind == BlobKind::Compiled => heap.get::<i32>(blob + f).map(|i| i as u32),
+                _ => None,
+            };
+            let mut cached = [0usize; 4];
+            let hit = id.and_then(|id| compiled_get(pc, blob, id, &mut cached));
+            let words = match hit {
+                Some((words, n)) => {
+                    for &m in &cached[..n] {
+                        if !emit(m) {
+                            break;
+                        }
+                    }
+                    words
                 }
-            }
+                None => {
+                    let words = heap.get::<i32>(blob + l.blob_frame_size)?;
+                    if !(2..1 << 16).contains(&words) {
+                        return None;
+                    }
+                    if kind == BlobKind::Compiled {
+                        let method = heap.get::<usize>(blob + l.nm_method)?;
+                        // The methods, kept for the cache as they go out.
+                        let (mut n, mut whole) = (0usize, true);
+                        let mut keep = |f: usize| {
+                            if n < cached.len() {
+                                cached[n] = f;
+                            }
+                            n += 1;
+                            let room = emit(f);
+                            whole &= room;
+                            room
+                        };
+                        if !(l.can_decode_scopes() && scopes(l, blob, heap, pc, &mut keep))
+                            && plausible(method)
+                        {
+                            keep(JAVA_TAG | method);
+                        }
+                        if let Some(id) = id.filter(|_| whole && (1..=4).contains(&n)) {
+                            compiled_put(pc, blob, id, words, &cached[..n]);
+                        }
+                    }
+                    words
+                }
+            };
             let caller_sp = sp + words as usize * 8;
             Some((caller_sp, read(caller_sp - 8)?, read(caller_sp - 16)?))
         }
