@@ -744,8 +744,39 @@ fn kind_of(l: &Layout, blob: usize, heap: Heap) -> Option<BlobKind> {
     }
     let which = match &buf[..] {
         [b'n', b'm', b'e', b't', b'h', b'o', b'd', 0, ..] => 0,
-        [b'n', b'a', b't', b'i', b'v', b'e', b' ', b'n', b'm', b'e', b't', b'h', b'o', b'd', 0, ..] => 1,
-        [b'I', b'n', b't', b'e', b'r', b'p', b'r', b'e', b't', b'e', b'r', 0, ..] => 2,
+        [
+            b'n',
+            b'a',
+            b't',
+            b'i',
+            b'v',
+            b'e',
+            b' ',
+            b'n',
+            b'm',
+            b'e',
+            b't',
+            b'h',
+            b'o',
+            b'd',
+            0,
+            ..,
+        ] => 1,
+        [
+            b'I',
+            b'n',
+            b't',
+            b'e',
+            b'r',
+            b'p',
+            b'r',
+            b'e',
+            b't',
+            b'e',
+            b'r',
+            0,
+            ..,
+        ] => 2,
         _ => return Some(BlobKind::Other),
     };
     KNOWN_NAMES[which].store(name, Ordering::Relaxed);
@@ -799,7 +830,9 @@ fn compiled_get(pc: usize, blob: usize, id: u32, out: &mut [usize; 4]) -> Option
         return None;
     }
     let n = (shape >> 48) as usize;
-    (1..=4).contains(&n).then_some(((shape >> 32) as u16 as i32, n))
+    (1..=4)
+        .contains(&n)
+        .then_some(((shape >> 32) as u16 as i32, n))
 }
 
 fn compiled_put(pc: usize, blob: usize, id: u32, words: i32, methods: &[usize]) {
