@@ -1159,33 +1159,33 @@ pub fn cmd_attach(a: &AttachArgs, out: &mut dyn Write) -> Result<i32, Error> {
         what: "cannot resolve",
         error: e,
     })?;
-    // Paths are opened by the JVM, in its own mount namespace: one that is not ours (a
-    // container) would see other files under the same names.
+    // Paths are opened by the JVM, in its own mount namespace: in a container (another root
+    // directory) the library and the dump directory are put inside it.
     let same_root = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
-    if let (Ok(ours), Ok(theirs)) = (same_root("/"), same_root(&format!("/proc/{pid}/root")))
-        && ours != theirs
-    {
-        return Err(Error::Target(format!(
-            "pid {pid} runs under another root directory (a container): copy {} into it and \
-             pass --preload and --out as paths inside it; nothing sent",
-            crate::run::PRELOAD_NAME
-        )));
-    }
-    let dir = match &a.out {
-        Some(d) => d.clone(),
-        None => PathBuf::from(format!("jeprof-attach.{pid}")),
+    let container = matches!(
+        (same_root("/"), same_root(&format!("/proc/{pid}/root"))),
+        (Ok(ours), Ok(theirs)) if ours != theirs
+    );
+    let (preload, dir, shown) = if container {
+        in_container(pid, &preload, a.out.as_deref())?
+    } else {
+        let dir = match &a.out {
+            Some(d) => d.clone(),
+            None => PathBuf::from(format!("jeprof-attach.{pid}")),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+            file: dir.clone(),
+            what: "cannot create the dump directory",
+            error: e,
+        })?;
+        let dir = std::fs::canonicalize(&dir).map_err(|e| Error::Io {
+            file: dir.clone(),
+            what: "cannot resolve",
+            error: e,
+        })?;
+        hand_dir_to(pid, &dir)?;
+        (preload, dir.clone(), dir)
     };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-        file: dir.clone(),
-        what: "cannot create the dump directory",
-        error: e,
-    })?;
-    let dir = std::fs::canonicalize(&dir).map_err(|e| Error::Io {
-        file: dir.clone(),
-        what: "cannot resolve",
-        error: e,
-    })?;
-    hand_dir_to(pid, &dir)?;
     let mut conf = format!("prof_prefix:{}/jeprof", dir.display());
     if a.exact {
         conf.push_str(",lg_prof_sample:0");
@@ -1224,9 +1224,9 @@ pub fn cmd_attach(a: &AttachArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 out,
                 &format!(
                     "attached to pid {pid}: {mode} from now on (blocks made before are not \
-                     known); dumps go to {}/jeprof.{pid}.<seq>.<tag>.heap: `jeprof-rs dump \
+                     known); dumps go to {}/jeprof.<pid>.<seq>.<tag>.heap: `jeprof-rs dump \
                      {pid}` writes one now{}, and the JVM writes the final one when it exits\n",
-                    dir.display(),
+                    shown.display(),
                     a.interval
                         .map(|s| format!(", one every {s} s"))
                         .unwrap_or_default()
@@ -1251,6 +1251,58 @@ pub fn cmd_attach(a: &AttachArgs, out: &mut dyn Write) -> Result<i32, Error> {
             preload.display()
         ))),
     }
+}
+
+/// A JVM in a container: the library is copied into it (`/tmp/.jeprof-<hash>/`, never
+/// rewritten once there: a JVM may have it mapped) and the dump directory is a path inside it
+/// (`--out`, absolute, default `/tmp/jeprof-attach.<pid inside>`), both made through its root
+/// directory with links resolved inside it, and owned by the JVM's user when we are root.
+/// Returns the library and directory as the JVM sees them, and the directory as we see it.
+fn in_container(
+    pid: i32,
+    preload: &Path,
+    out: Option<&Path>,
+) -> Result<(PathBuf, PathBuf, PathBuf), Error> {
+    // The checks first: nothing is put into a process that is no JVM we may attach to.
+    let target = crate::attach::check(pid)?;
+    let inside = match out {
+        Some(d) if d.is_absolute() => d.to_path_buf(),
+        Some(d) => {
+            return Err(Error::Usage(format!(
+                "pid {pid} runs in a container: --out is a directory inside it and must be \
+                 absolute, not {}",
+                d.display()
+            )));
+        }
+        None => PathBuf::from(format!("/tmp/jeprof-attach.{}", target.nspid)),
+    };
+    let owner = (crate::attach::effective_ids().0 == 0).then_some((target.euid, target.egid));
+    let io = |file: &Path, what: &'static str| {
+        let file = PathBuf::from(format!("/proc/{pid}/root{}", file.display()));
+        move |error| Error::Io { file, what, error }
+    };
+    let bytes = std::fs::read(preload).map_err(|error| Error::Io {
+        file: preload.to_path_buf(),
+        what: "cannot read",
+        error,
+    })?;
+    // FNV-1a: a name per build of the library.
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let lib_dir = PathBuf::from(format!("/tmp/.jeprof-{hash:016x}"));
+    let lib = lib_dir.join(crate::run::PRELOAD_NAME);
+    let root = crate::sys::InRoot::open(pid).map_err(io(Path::new("/"), "cannot open"))?;
+    // Root's when we are root (the JVM only reads it; its user must not be able to swap the
+    // library another attach in the same container loads).
+    root.create_dir_all(&lib_dir, 0o755, None)
+        .map_err(io(&lib_dir, "cannot create"))?;
+    root.put_file(&lib, &bytes)
+        .map_err(io(&lib, "cannot put the library at"))?;
+    root.create_dir_all(&inside, 0o700, owner)
+        .map_err(io(&inside, "cannot create the dump directory"))?;
+    let shown = PathBuf::from(format!("/proc/{pid}/root{}", inside.display()));
+    Ok((lib, inside, shown))
 }
 
 /// As root, the JVM (another user) writes the dumps: the directory becomes its user's.

@@ -293,3 +293,204 @@ fn java_frames_named_attached_jdk25() {
         attached(&java, "java_frames_named_attached_jdk25");
     }
 }
+
+/// Builds a container for `cmd` (as root): new mount and pid namespaces, a tmpfs root with
+/// the host's /usr, /etc and /dev bound in, a fresh /proc and /tmp, and the directory `M`
+/// bound at the same path (so that the analyzer finds the JNI library the dump names); the
+/// preload and the rest of the test's directories are not in it.
+const CONTAINER: &str = r#"set -e
+R=$1; M=$2; shift 2
+mount -t tmpfs tmpfs "$R"
+mkdir -p "$R/usr" "$R/etc" "$R/proc" "$R/tmp" "$R$M" "$R/dev"
+chmod 1777 "$R/tmp"
+ln -s usr/bin "$R/bin"; ln -s usr/lib "$R/lib"; ln -s usr/lib64 "$R/lib64"
+mount --rbind /usr "$R/usr"; mount --rbind /etc "$R/etc"; mount --rbind /dev "$R/dev"
+mount --bind "$M" "$R$M"
+mount -t proc proc "$R/proc"
+exec chroot "$R" "$@"
+"#;
+
+/// `jeprof-rs attach` to a JVM in a container (another root directory, mount and pid
+/// namespaces): the library is copied into the container's /tmp, the dumps go to a directory
+/// inside it, and the Java frames come out as on the host. A dump directory that the container
+/// made a symbolic link out of it is refused, and nothing is made where the link points.
+#[test]
+fn attach_in_a_container() {
+    let test = "attach_in_a_container";
+    let (Some(java), Some(assets)) = (jdk17(test), assets(test)) else {
+        return;
+    };
+    if attach_effective_uid() != 0 || !have_program("unshare") {
+        skip(test, "needs root and unshare (util-linux)");
+        return;
+    }
+    let dir = TempDir::new(test);
+    let mnt = dir.path().join("mnt");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(mnt.join("dumps")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    for f in ["JavaFrames.class", "libjframes.so"] {
+        std::fs::copy(assets.join(f), mnt.join(f)).unwrap();
+    }
+    let script = dir.path().join("container.sh");
+    std::fs::write(&script, CONTAINER).unwrap();
+    let java_in = java.canonicalize().unwrap();
+    let start = || {
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--propagation",
+                "private",
+                "sh",
+            ])
+            .arg(&script)
+            .arg(&root)
+            .arg(&mnt)
+            .arg(&java_in)
+            .arg(format!("-Djava.library.path={}", mnt.display()))
+            .args([
+                "-cp",
+                &mnt.display().to_string(),
+                "JavaFrames",
+                CALLS,
+                "wait",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // The JVM: the process in the container that runs JavaFrames.
+    let pid = jvm_below(child.id()).expect("the JVM's pid");
+    let nspid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("NSpid:")
+                .map(|v| v.split_whitespace().last().unwrap().to_string())
+        })
+        .unwrap();
+    assert_ne!(nspid, pid.to_string(), "not in a pid namespace");
+
+    // A dump directory the container made into a link to elsewhere: refused.
+    let escape = dir.path().join("escape");
+    std::os::unix::fs::symlink(
+        &escape,
+        format!("/proc/{pid}/root/tmp/jeprof-attach.{nspid}"),
+    )
+    .unwrap();
+    let refused = Run::new(analyzer())
+        .args(&[
+            "attach",
+            "--exact",
+            "--preload",
+            &preload().display().to_string(),
+            &pid.to_string(),
+        ])
+        .timeout(Duration::from_secs(60))
+        .run();
+    assert_eq!(refused.code(), Some(1), "{}", refused.report());
+    assert!(
+        refused.stderr.contains("cannot create the dump directory"),
+        "{}",
+        refused.report()
+    );
+    assert!(!escape.exists(), "a directory was made through the link");
+
+    let at = Run::new(analyzer())
+        .args(&[
+            "attach",
+            "--exact",
+            "--preload",
+            &preload().display().to_string(),
+            "--out",
+            &mnt.join("dumps").display().to_string(),
+            &pid.to_string(),
+        ])
+        .timeout(Duration::from_secs(60))
+        .run();
+    if at.code() != Some(0) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("attach failed\n{}", at.report());
+    }
+    assert!(
+        at.stdout
+            .contains(&format!("/proc/{pid}/root{}/", mnt.join("dumps").display())),
+        "{}",
+        at.report()
+    );
+    let copied: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root/tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".jeprof-"))
+        .collect();
+    assert_eq!(copied.len(), 1, "the library is copied into the container");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rest, "hot 1024 cold 3 true\n");
+    let dump = dumps_in(&mnt.join("dumps"), "jeprof")
+        .into_iter()
+        .find(|d| d.tag == "f" && !d.mmap)
+        .expect("a final dump");
+    // Named with the JVM's pid in its namespace.
+    assert_eq!(dump.pid.to_string(), nspid);
+    check_dump(&dump.path, test);
+}
+
+fn attach_effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// The process below `pid` (unshare, then its forked child, then the JVM) running JavaFrames,
+/// once it is there.
+fn jvm_below(pid: u32) -> Option<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            if p != pid && cmdline.windows(10).any(|w| w == b"JavaFrames") && descends(p, pid) {
+                return Some(p);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn descends(mut p: u32, from: u32) -> bool {
+    for _ in 0..8 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        if ppid == from {
+            return true;
+        }
+        p = ppid;
+    }
+    false
+}

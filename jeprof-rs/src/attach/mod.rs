@@ -291,6 +291,12 @@ impl fmt::Display for AttachError {
 impl std::error::Error for AttachError {}
 
 /// Inspect `pid` and refuse what must not be touched.
+/// The checks every request makes (a live HotSpot JVM, attach not disabled), alone: for
+/// callers that must prepare something in the JVM's world before the request.
+pub fn check(pid: i32) -> Result<Target, AttachError> {
+    checked_target(pid)
+}
+
 fn checked_target(pid: i32) -> Result<Target, AttachError> {
     let target = Target::inspect(pid)?;
     if let Some(r) = &target.flags.disable_attach {
