@@ -164,6 +164,10 @@ pub struct SelectArgs {
     /// Perf map naming JIT code (`START SIZE name` lines); default /tmp/perf-<pid>.map.
     #[arg(long, value_name = "FILE")]
     pub perf_map: Option<PathBuf>,
+    /// Read the objects a dump names under DIR (a container's files: `/proc/<pid>/root`
+    /// while it runs, or an unpacked image); an object missing there is read at its path.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 /// How `top`, `diff` and `trend` print their table.
@@ -497,6 +501,7 @@ pub fn load(paths: &[&Path], select: &SelectArgs) -> Result<Loaded, Error> {
     let pids = pids_of(&profiles, paths);
     let options = symbolize::Options {
         perf_map: select.perf_map.clone(),
+        root: select.root.clone(),
         ..Default::default()
     };
     let refs: Vec<&Profile> = profiles.iter().collect();

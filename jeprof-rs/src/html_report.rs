@@ -91,6 +91,7 @@ pub fn run(a: &ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let pids = cli::pids_of(&profiles, &path_refs);
     let options = symbolize::Options {
         perf_map: a.select.perf_map.clone(),
+        root: a.select.root.clone(),
         ..Default::default()
     };
     let refs: Vec<&Profile> = profiles.iter().collect();

@@ -169,6 +169,7 @@ fn check_profile(data: &[u8]) {
             let options = symbolize::Options {
                 perf_map: Some(PathBuf::from("/nonexistent/perf.map")),
                 debug_roots: Vec::new(),
+                root: None,
             };
             let analysis = resolve::analyze(&[&bare], &[None], &options);
             let stacks = &analysis.stacks[0];
@@ -570,6 +571,7 @@ fn check_object(data: &[u8], dir: &Path) {
     let options = symbolize::Options {
         perf_map: None,
         debug_roots: vec![dir.join("debug")],
+        root: None,
     };
     let result = symbolize::symbolize(&[space], &options);
     assert_eq!(result.spaces.len(), 1);

@@ -67,10 +67,12 @@ fn assets(test: &str) -> Option<&'static Path> {
     built.as_ref().map(|d| d.path())
 }
 
-/// `jeprof-rs collapsed DUMP`: (stack, bytes) of the stacks that reach `leak_block`.
-fn leak_stacks(dump: &Path) -> Vec<(String, i64)> {
+/// `jeprof-rs collapsed DUMP [EXTRA]`: (stack, bytes) of the stacks that reach `leak_block`.
+fn leak_stacks(dump: &Path, extra: &[&str]) -> Vec<(String, i64)> {
     let out = Run::new(analyzer())
-        .args(&["collapsed", &dump.display().to_string()])
+        .arg("collapsed")
+        .args(extra)
+        .arg(dump.display().to_string())
         .run();
     out.expect_success();
     out.stdout
@@ -84,9 +86,9 @@ fn leak_stacks(dump: &Path) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// The checks of the module comment on a final dump.
-fn check_dump(dump: &Path, label: &str) {
-    let stacks = leak_stacks(dump);
+/// The checks of the module comment on a final dump (`extra`: more analyzer options).
+fn check_dump(dump: &Path, label: &str, extra: &[&str]) {
+    let stacks = leak_stacks(dump, extra);
     let shown = || {
         stacks
             .iter()
@@ -135,12 +137,9 @@ fn check_dump(dump: &Path, label: &str) {
     // The flame graph: one frame box for each leaking method.
     let svg = dump.with_extension("svg");
     Run::new(analyzer())
-        .args(&[
-            "flame",
-            "-o",
-            &svg.display().to_string(),
-            &dump.display().to_string(),
-        ])
+        .args(&["flame", "-o", &svg.display().to_string()])
+        .args(extra)
+        .arg(dump.display().to_string())
         .run()
         .expect_success();
     let svg = std::fs::read_to_string(&svg).unwrap();
@@ -171,7 +170,11 @@ fn preloaded(java: &Path, test: &str, vm_args: &[&str]) {
         !Path::new(&format!("/tmp/perf-{}.map", out.pid)).exists(),
         "a perf map was written"
     );
-    check_dump(&final_dump(&dir, out.pid), &format!("{test} {vm_args:?}"));
+    check_dump(
+        &final_dump(&dir, out.pid),
+        &format!("{test} {vm_args:?}"),
+        &[],
+    );
 }
 
 #[test]
@@ -270,7 +273,7 @@ fn attached(java: &Path, test: &str) {
         .find(|d| d.tag == "f" && !d.mmap)
         .expect("a final dump")
         .path;
-    check_dump(&dump, test);
+    check_dump(&dump, test, &[]);
 }
 
 #[test]
@@ -296,16 +299,15 @@ fn java_frames_named_attached_jdk25() {
 
 /// Builds a container for `cmd` (as root): new mount and pid namespaces, a tmpfs root with
 /// the host's /usr, /etc and /dev bound in, a fresh /proc and /tmp, and the directory `M`
-/// bound at the same path (so that the analyzer finds the JNI library the dump names); the
-/// preload and the rest of the test's directories are not in it.
+/// bound at /mnt; the preload and the test's directories are not in it.
 const CONTAINER: &str = r#"set -e
 R=$1; M=$2; shift 2
 mount -t tmpfs tmpfs "$R"
-mkdir -p "$R/usr" "$R/etc" "$R/proc" "$R/tmp" "$R$M" "$R/dev"
+mkdir -p "$R/usr" "$R/etc" "$R/proc" "$R/tmp" "$R/mnt" "$R/dev"
 chmod 1777 "$R/tmp"
 ln -s usr/bin "$R/bin"; ln -s usr/lib "$R/lib"; ln -s usr/lib64 "$R/lib64"
 mount --rbind /usr "$R/usr"; mount --rbind /etc "$R/etc"; mount --rbind /dev "$R/dev"
-mount --bind "$M" "$R$M"
+mount --bind "$M" "$R/mnt"
 mount -t proc proc "$R/proc"
 exec chroot "$R" "$@"
 "#;
@@ -313,7 +315,8 @@ exec chroot "$R" "$@"
 /// `jeprof-rs attach` to a JVM in a container (another root directory, mount and pid
 /// namespaces): the library is copied into the container's /tmp, the dumps go to a directory
 /// inside it, and the Java frames come out as on the host. A dump directory that the container
-/// made a symbolic link out of it is refused, and nothing is made where the link points.
+/// made a symbolic link out of it is refused, and nothing is made where the link points. The
+/// analyzer reads the container's JNI library under `--root`.
 #[test]
 fn attach_in_a_container() {
     let test = "attach_in_a_container";
@@ -349,10 +352,10 @@ fn attach_in_a_container() {
             .arg(&root)
             .arg(&mnt)
             .arg(&java_in)
-            .arg(format!("-Djava.library.path={}", mnt.display()))
             .args([
+                "-Djava.library.path=/mnt",
                 "-cp",
-                &mnt.display().to_string(),
+                "/mnt",
                 "JavaFrames",
                 CALLS,
                 "wait",
@@ -412,7 +415,7 @@ fn attach_in_a_container() {
             "--preload",
             &preload().display().to_string(),
             "--out",
-            &mnt.join("dumps").display().to_string(),
+            "/mnt/dumps",
             &pid.to_string(),
         ])
         .timeout(Duration::from_secs(60))
@@ -423,8 +426,7 @@ fn attach_in_a_container() {
         panic!("attach failed\n{}", at.report());
     }
     assert!(
-        at.stdout
-            .contains(&format!("/proc/{pid}/root{}/", mnt.join("dumps").display())),
+        at.stdout.contains(&format!("/proc/{pid}/root/mnt/dumps/")),
         "{}",
         at.report()
     );
@@ -447,7 +449,12 @@ fn attach_in_a_container() {
         .expect("a final dump");
     // Named with the JVM's pid in its namespace.
     assert_eq!(dump.pid.to_string(), nspid);
-    check_dump(&dump.path, test);
+    // The dump names the container's /mnt/libjframes.so: the analyzer reads it under --root
+    // (an unpacked image, here a directory whose mnt is the one bound into the container).
+    let image = dir.path().join("image");
+    std::fs::create_dir(&image).unwrap();
+    std::os::unix::fs::symlink(&mnt, image.join("mnt")).unwrap();
+    check_dump(&dump.path, test, &["--root", &image.display().to_string()]);
 }
 
 fn attach_effective_uid() -> u32 {

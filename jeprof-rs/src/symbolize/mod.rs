@@ -77,6 +77,9 @@ pub struct Options {
     pub perf_map: Option<PathBuf>,
     /// Roots of separate debug files (`/usr/lib/debug`).
     pub debug_roots: Vec<PathBuf>,
+    /// Where the profiled process's files are (a container's root): an object's path is
+    /// looked up under it first.
+    pub root: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
         Options {
             perf_map: None,
             debug_roots: vec![PathBuf::from("/usr/lib/debug")],
+            root: None,
         }
     }
 }
@@ -275,7 +279,13 @@ fn symbolize_object(
         };
         output.infos.push((job.space, job.addr, info));
     };
-    let mapped = match sys::map_file(Path::new(path)) {
+    // Under `--root` first (a container's files), else at the path itself.
+    let under_root = options
+        .root
+        .as_ref()
+        .map(|r| r.join(path.trim_start_matches('/')))
+        .filter(|p| p.is_file());
+    let mapped = match sys::map_file(under_root.as_deref().unwrap_or(Path::new(path))) {
         Ok(m) => m,
         Err(e) => {
             output.warnings.push(format!(
