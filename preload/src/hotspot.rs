@@ -49,6 +49,10 @@ const ABSENT: u8 = 3;
 /// loads libjvm; JIT code itself only exists after).
 const NOT_YET: u8 = 4;
 const RETRY_AFTER: u32 = 4096;
+/// Looks before giving up for good (a process with other JIT code, libffi closures say, and
+/// no JVM: then such code is cached like any code in no object).
+const MAX_LOOKS: u32 = 8;
+static LOOKS: AtomicU32 = AtomicU32::new(0);
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static MISSES: AtomicU32 = AtomicU32::new(0);
 
@@ -93,6 +97,7 @@ struct Layout {
     code_offset: usize,
     data_offset: usize,
     mutable_data: usize,
+    mutable_data_size: usize,
     relocation_size: usize,
     nm_method: usize,
     nm_compile_id: usize,
@@ -141,6 +146,7 @@ impl Layout {
         code_offset: NONE,
         data_offset: NONE,
         mutable_data: NONE,
+        mutable_data_size: NONE,
         relocation_size: NONE,
         nm_method: NONE,
         nm_compile_id: NONE,
@@ -178,7 +184,10 @@ impl Layout {
                 data: self.data_offset,
                 meta: self.metadata_u2,
             }
-        } else if self.mutable_data != NONE && self.relocation_size != NONE {
+        } else if self.mutable_data != NONE
+            && self.mutable_data_size != NONE
+            && self.relocation_size != NONE
+        {
             Metadata::Mutable {
                 mutable: self.mutable_data,
                 reloc_size: self.relocation_size,
@@ -449,6 +458,7 @@ fn read_tables(jvm: &Jvm, l: &mut Layout) -> Option<()> {
             (b"CodeBlob", b"_code_offset") => Some(&mut l.code_offset),
             (b"CodeBlob", b"_data_offset") => Some(&mut l.data_offset),
             (b"CodeBlob", b"_mutable_data") => Some(&mut l.mutable_data),
+            (b"CodeBlob", b"_mutable_data_size") => Some(&mut l.mutable_data_size),
             (b"CodeBlob", b"_relocation_size") => Some(&mut l.relocation_size),
             (b"CompiledMethod" | b"nmethod", b"_method") => Some(&mut l.nm_method),
             (b"nmethod", b"_scopes_pcs_offset") => Some(&mut l.nm_scopes_pcs),
@@ -552,15 +562,28 @@ pub fn try_init() -> Found {
     let mut found = Search(None);
     // SAFETY: `on_object` matches the callback ABI and only touches `found` through `arg`.
     unsafe { libc::dl_iterate_phdr(Some(on_object), (&mut found as *mut Search).cast()) };
+    let looks = LOOKS.fetch_add(1, Ordering::Relaxed) + 1;
+    let not_yet = || {
+        if looks >= MAX_LOOKS {
+            STATE.store(ABSENT, Ordering::Release);
+            Found::Absent
+        } else {
+            STATE.store(NOT_YET, Ordering::Release);
+            Found::Unknown
+        }
+    };
     let Some(jvm) = found.0 else {
-        STATE.store(NOT_YET, Ordering::Release);
-        return Found::Unknown;
+        return not_yet();
     };
     let mut l = Layout::EMPTY;
     l.ranges = jvm.ranges;
     l.nranges = jvm.nranges;
-    let read = read_tables(&jvm, &mut l).is_some();
-    if !read || !l.can_walk() {
+    // Tables that cannot be read yet: libjvm may be in the list before its relocations are
+    // done (another thread inside its dlopen). Looked at again later.
+    if read_tables(&jvm, &mut l).is_none() {
+        return not_yet();
+    }
+    if !l.can_walk() {
         crate::sys::say(&[
             b"libjvm.so has no usable HotSpot metadata (gHotSpotVMStructs); ",
             b"Java frames are crossed with frame pointers and not named",
@@ -571,10 +594,24 @@ pub fn try_init() -> Found {
     // SAFETY: this thread moved STATE to BUSY, so no one else writes or reads LAYOUT yet.
     unsafe { *LAYOUT.0.get() = l };
     STATE.store(READY, Ordering::Release);
-    // No rule was cached for code in no object while this ran (see `Found::Unknown`); rules
-    // cached before cannot be for the code cache either, but forgetting them costs nothing.
-    crate::unwind::forget_rules();
+    // No rule was cached for code in no object while this ran (see `Found::Unknown`), but
+    // walks memorized meanwhile crossed JIT code with frame pointers: forget them (and the
+    // rules, which costs nothing more).
+    crate::profiler::code_unloaded();
     Found::Ready
+}
+
+/// In a forked child: a look another thread was making when the process forked is made
+/// again, and a cache entry it was writing is freed.
+pub fn after_fork_child() {
+    let _ = STATE.compare_exchange(BUSY, UNINIT, Ordering::AcqRel, Ordering::Relaxed);
+    for e in &COMPILED {
+        let s = e.seq.load(Ordering::Relaxed);
+        if s & 1 != 0 {
+            e.pc.store(0, Ordering::Relaxed);
+            e.seq.store(s + 1, Ordering::Release);
+        }
+    }
 }
 
 /// `prof_java:false`: never look (JIT code is crossed with frame pointers).
@@ -696,7 +733,7 @@ fn find_blob(l: &Layout, addr: usize) -> Option<(usize, Heap)> {
         }
         let blob = block + l.block_size;
         let size = code.get::<i32>(blob + l.blob_size)?;
-        if size <= 0 || addr >= blob + size as usize {
+        if size <= 0 || addr >= blob + size as usize || blob + size as usize > hi {
             return None;
         }
         return Some((blob, code));
@@ -865,12 +902,14 @@ fn plausible(p: usize) -> bool {
 }
 
 /// One Java-side step from the frame at `pc` (a return address into the code cache) with
-/// stack pointer `sp` and rbp `bp`: `emit` gets the frame's Java methods (innermost first;
+/// stack pointer `sp` and rbp `bp` (`trusted`: the walk got here by unwind rules and HotSpot
+/// steps only, no frame-pointer guess): `emit` gets the frame's Java methods (innermost first;
 /// false: no room); returns the caller's (sp, pc, rbp), or None to end the walk.
 pub fn step(
     pc: usize,
     sp: usize,
     bp: usize,
+    trusted: bool,
     read: &mut dyn FnMut(usize) -> Option<usize>,
     emit: &mut dyn FnMut(usize) -> bool,
 ) -> Option<(usize, usize, usize)> {
@@ -935,7 +974,7 @@ pub fn step(
                             whole &= room;
                             room
                         };
-                        if !(l.can_decode_scopes() && scopes(l, blob, heap, pc, &mut keep))
+                        if !(l.can_decode_scopes() && scopes(l, blob, heap, pc, trusted, &mut keep))
                             && plausible(method)
                         {
                             keep(JAVA_TAG | method);
@@ -966,24 +1005,29 @@ fn scopes(
     blob: usize,
     heap: Heap,
     pc: usize,
+    trusted: bool,
     emit: &mut dyn FnMut(usize) -> bool,
 ) -> bool {
-    let Some(size) = heap.get::<i32>(blob + l.blob_size) else {
+    let Some(size) = heap.get::<i32>(blob + l.blob_size).filter(|&s| s > 0) else {
         return false;
     };
-    let blob_end = blob + size as usize;
+    let blob_end = blob.saturating_add(size as usize);
     let code_begin = if l.code_begin_ptr != NONE {
         heap.get::<usize>(blob + l.code_begin_ptr)
     } else {
         heap.get::<i32>(blob + l.code_offset)
-            .map(|o| blob.wrapping_add(o as usize))
+            .and_then(|o| blob.checked_add_signed(o as isize))
     };
     let Some(code_begin) = code_begin.filter(|&c| c > blob && c <= pc && pc < blob_end) else {
         return false;
     };
     let pc_off = (pc - code_begin) as i32;
-    // Where the debug information lives: in the blob (JDK ≤ 22) or in its immutable block.
+    // Where the debug information lives: in the blob (JDK ≤ 22) or in its immutable block
+    // (read only when the walk is trusted, as the mutable block below).
     let (base, lo, hi) = if l.immutable != NONE {
+        if !trusted {
+            return false;
+        }
         let Some(p) = heap.get::<usize>(blob + l.immutable) else {
             return false;
         };
@@ -995,7 +1039,7 @@ fn scopes(
         if !plausible(p) || size <= 0 {
             return false;
         }
-        (p, p, p + size as usize)
+        (p, p, p.saturating_add(size as usize))
     } else {
         (blob, blob, blob_end)
     };
@@ -1009,7 +1053,10 @@ fn scopes(
     if first < 0 || end < first {
         return false;
     }
-    let (pcs, pcs_end) = (base + first as usize, base + end as usize);
+    let (pcs, pcs_end) = (
+        base.saturating_add(first as usize),
+        base.saturating_add(end as usize),
+    );
     if !within(lo, hi, pcs, pcs_end - pcs) {
         return false;
     }
@@ -1036,17 +1083,26 @@ fn scopes(
     } else {
         heap.get::<i32>(blob + l.scopes_offset)
             .filter(|&o| o >= 0)
-            .map(|o| base + o as usize)
+            .map(|o| base.saturating_add(o as usize))
     };
     let Some(scopes) = scopes.filter(|&s| s >= lo && s < hi) else {
         return false;
     };
-    let metadata = match l.metadata() {
-        Metadata::FromBlob(f) => heap.get::<i32>(blob + f).map(|o| blob + o as usize),
+    // The metadata array and where it ends: inside the blob (JDK ≤ 24), or the nmethod's
+    // mutable block of `_mutable_data_size` bytes (JDK 25+), whose relocations come first.
+    let at = |base: usize, off: i64| base.checked_add_signed(off as isize);
+    let (metadata, meta_end, in_blob) = match l.metadata() {
+        Metadata::FromBlob(f) => match heap.get::<i32>(blob + f).and_then(|o| at(blob, o as i64)) {
+            Some(m) => (m, blob_end, true),
+            None => return false,
+        },
         Metadata::FromData { data, meta } => {
             match (heap.get::<i32>(blob + data), heap.get::<u16>(blob + meta)) {
-                (Some(d), Some(m)) => Some(blob + d as usize + m as usize),
-                _ => None,
+                (Some(d), Some(m)) => match at(blob, d as i64 + m as i64) {
+                    Some(p) => (p, blob_end, true),
+                    None => return false,
+                },
+                _ => return false,
             }
         }
         Metadata::Mutable {
@@ -1055,22 +1111,27 @@ fn scopes(
         } => match (
             heap.get::<usize>(blob + mutable),
             heap.get::<i32>(blob + reloc_size),
+            heap.get::<i32>(blob + l.mutable_data_size),
         ) {
-            (Some(p), Some(r)) if plausible(p) && r >= 0 => Some(p + r as usize),
-            _ => None,
+            (Some(p), Some(r), Some(size)) if plausible(p) && r >= 0 && size > r => {
+                (p + r as usize, p + size as usize, false)
+            }
+            _ => return false,
         },
-        Metadata::None => None,
+        Metadata::None => return false,
     };
-    let Some(metadata) = metadata else {
+    // Off-blob blocks are read only when the walk got here by unwind rules it trusts (the
+    // nmethod is then alive: its frame is on this stack).
+    if !in_blob && !trusted {
         return false;
-    };
+    }
     let unsigned5_base: u8 = if l.major >= 20 { 1 } else { 0 };
     let mut emitted = false;
     for _ in 0..32 {
         if offset <= 0 {
             break;
         }
-        let mut at = scopes + offset as usize;
+        let mut at = scopes.saturating_add(offset as usize);
         let mut int = || -> Option<u32> {
             // HotSpot's compressed integers (UNSIGNED5 since JDK 20: bytes offset by one).
             let mut shift = 0;
@@ -1096,12 +1157,15 @@ fn scopes(
             break;
         }
         // Metadata entries are words in the nmethod (≤ JDK 24) or its mutable block.
-        let entry = metadata + (method_index as usize - 1) * 8;
-        let method = match l.metadata() {
-            // SAFETY: the nmethod's mutable block, alive with the nmethod (see the module
-            // comment); `method_index` comes from its own debug information.
-            Metadata::Mutable { .. } => Some(unsafe { raw::<usize>(entry) }),
-            _ => heap.get::<usize>(entry),
+        let entry = metadata.saturating_add((method_index as usize - 1).saturating_mul(8));
+        let method = if in_blob {
+            heap.get::<usize>(entry)
+        } else if within(metadata, meta_end, entry, 8) {
+            // SAFETY: inside the nmethod's mutable block (bounded by its recorded size just
+            // above), alive with the nmethod (see the module comment).
+            Some(unsafe { raw::<usize>(entry) })
+        } else {
+            None
         };
         match method {
             Some(m) if plausible(m) => {

@@ -498,13 +498,14 @@ impl LiveTable {
             return Inserted::Queued;
         };
         let ok = self.put(&mut d, addr, pack(b));
+        if ok && !every {
+            // Under the shard's lock, as `release` takes entries and their filter counts out
+            // under it: a filter byte shared with a bootstrap block never drops to 0 between.
+            self.byte_add(addr);
+        }
         d.release_with(|key, d| self.apply_deferred(key, d));
         if !ok {
             return Inserted::Full;
-        }
-        if !every {
-            // Before returning: a free of `addr` can only come after this returns.
-            self.byte_add(addr);
         }
         Inserted::Done
     }

@@ -137,12 +137,15 @@ pub fn detached() -> bool {
 /// Serves a pending detach or restart. Called with the thread busy and holding no profiler
 /// lock (an allocation's slow path, past the real allocator; the timer's thread). Another
 /// thread serving one already: with `wait` (a restart, which is quick: no dump), this one
-/// waits for it, so that its allocation is sampled if sampling is on then (exact mode must not
-/// miss allocations right after a `start`); else nothing here, and it looks again later (a
-/// detach's dump can take a while, and must not hold up every allocating thread).
+/// waits for it up to 20 ms, so that its allocation is sampled if sampling is on then (exact
+/// mode should not miss allocations right after a `start`); else nothing here, and it looks
+/// again later (a detach's dump can take a while, and must not hold up every allocating
+/// thread).
 fn serve_control(wait: bool) {
+    // A bounded wait: the lock's holder may be writing a detach's dump, which can take long
+    // and may need a loader lock that an allocating thread holds (`dl_iterate_phdr`).
     let g = if wait {
-        CONTROL.acquire()
+        CONTROL.acquire_within(20_000_000)
     } else {
         CONTROL.try_lock()
     };
@@ -312,6 +315,8 @@ pub fn init_attached(conf: &[u8]) -> Result<(), AttachRefusal> {
     }
     real::set_attached();
     if start(Some(conf), true) {
+        // The JVM is up: read its tables now, outside any hook.
+        let _ = crate::hotspot::try_init();
         Ok(())
     } else {
         Err(AttachRefusal::Failed)
@@ -1477,6 +1482,7 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     fork_release();
+    crate::hotspot::after_fork_child();
     OWN_PID.store(sys::getpid(), Ordering::Relaxed);
     HOT.triggers_lost.store(true, Ordering::Relaxed);
     // The child writes its own files under its own pid, numbered from 0.

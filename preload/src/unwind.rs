@@ -706,6 +706,9 @@ mod x86 {
         // Crossed a Java frame: the walk also depends on code that the JVM replaces, so it
         // is not memorized.
         let mut java = false;
+        // No frame-pointer guess so far (only unwind rules and HotSpot's own steps): the
+        // frames walked are really on this stack.
+        let mut trusted = true;
         // A return address points after the call; its rule is that of the call itself.
         let mut lookup = pc;
         loop {
@@ -737,7 +740,7 @@ mod x86 {
                             true
                         };
                         let Some((caller_sp, ra, new_bp)) =
-                            crate::hotspot::step(pc, sp, bp, &mut read, &mut emit)
+                            crate::hotspot::step(pc, sp, bp, trusted, &mut read, &mut emit)
                         else {
                             break;
                         };
@@ -758,6 +761,7 @@ mod x86 {
                         // Noted before the step: where it reads, and so whether it stops,
                         // may depend on the starting rbp.
                         let uses_bp = d.kind == Kind::FramePointer || d.cfa_rbp;
+                        trusted &= d.kind != Kind::FramePointer;
                         bp_used |= uses_bp && bp_is_start;
                         bp_is_start &= d.kind == Kind::Cfi && d.bp_off == 0;
                         let Some((cfa, ra, new_bp)) = step_with(&d, sp, bp, &mut read) else {
@@ -799,6 +803,7 @@ mod x86 {
                 (cfa, ra, new_bp)
             } else if bits & 1 == 0 {
                 // No unwind info (JIT): frame pointers, under the same checks.
+                trusted = false;
                 bp_used |= bp_is_start;
                 bp_is_start = false;
                 if bp < sp {
