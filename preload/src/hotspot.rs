@@ -901,6 +901,19 @@ fn plausible(p: usize) -> bool {
     p != 0 && p & 7 == 0 && p < 1 << 47
 }
 
+/// What makes a Java step repeatable, for the thread's memo of its last walk (`memo.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Witness {
+    /// The step depends on nothing that changes (the interpreter, the call stub, a stub).
+    Fixed,
+    /// A compiled method: the step holds while this aligned word of its blob (its compile id
+    /// and level) is unchanged; the code heap's committed memory stays mapped for the life of
+    /// the JVM (HotSpot never shrinks a code heap: `CodeHeap::shrink_by` is unimplemented).
+    Word(usize, usize),
+    /// No way to tell: the walk is not memorized.
+    Missing,
+}
+
 /// One Java-side step from the frame at `pc` (a return address into the code cache) with
 /// stack pointer `sp` and rbp `bp` (`trusted`: the walk got here by unwind rules and HotSpot
 /// steps only, no frame-pointer guess): `emit` gets the frame's Java methods (innermost first;
@@ -912,7 +925,9 @@ pub fn step(
     trusted: bool,
     read: &mut dyn FnMut(usize) -> Option<usize>,
     emit: &mut dyn FnMut(usize) -> bool,
+    witness: &mut Witness,
 ) -> Option<(usize, usize, usize)> {
+    *witness = Witness::Missing;
     let l = layout()?;
     let (blob, heap) = find_blob(l, pc - 1)?;
     // SAFETY: a static variable of libjvm.
@@ -921,10 +936,12 @@ pub fn step(
         if bp < sp {
             return None;
         }
+        *witness = Witness::Fixed;
         return Some((bp + 16, read(bp + 8)?, read(bp)?));
     }
     match kind_of(l, blob, heap)? {
         BlobKind::Interpreter => {
+            *witness = Witness::Fixed;
             if bp & 7 != 0 || bp <= sp {
                 return None;
             }
@@ -944,6 +961,15 @@ pub fn step(
                 NONE => None,
                 f if kind == BlobKind::Compiled => heap.get::<i32>(blob + f).map(|i| i as u32),
                 _ => None,
+            };
+            *witness = match (kind, l.nm_compile_id) {
+                (BlobKind::Compiled, NONE) => Witness::Missing,
+                (BlobKind::Compiled, f) => {
+                    let w = (blob + f) & !7;
+                    heap.get::<usize>(w)
+                        .map_or(Witness::Missing, |v| Witness::Word(w, v))
+                }
+                _ => Witness::Fixed,
             };
             let mut cached = [0usize; 4];
             let hit = id.and_then(|id| compiled_get(pc, blob, id, &mut cached));

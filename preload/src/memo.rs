@@ -1,4 +1,6 @@
 //! The thread's last walk, kept to recognize a repeated stack without walking it again.
+//! (A walk across compiled Java code also logs one word of each compiled method it crossed,
+//! its compile id: code compiled again at the same address has another.)
 //!
 //! A walk is a chain of dependent loads (rule, return address, next rule, …), so its cost grows
 //! with depth however fast each step is. But a walk is a function of its start registers, the
@@ -56,8 +58,11 @@ impl Memo {
         let mut same = true;
         for &(addr, value) in &self.words[..(self.n as usize).min(MAX_READS)] {
             // SAFETY: `remember` keeps only complete logs, made on this thread's own stack
-            // with every address checked to lie inside it (aligned, in bounds); the thread's
-            // stack stays mapped while the thread runs, and only this thread reads its memo.
+            // with every address checked to lie inside it (aligned, in bounds), plus aligned
+            // words of HotSpot code blobs inside a code heap's committed part
+            // (`hotspot::Witness`); the thread's stack stays mapped while the thread runs, a
+            // code heap's committed memory for the life of the JVM (HotSpot never shrinks
+            // one), and only this thread reads its memo.
             same &= unsafe { core::ptr::read_volatile(addr as *const usize) } == value;
         }
         same.then_some(self.id)

@@ -152,8 +152,8 @@ impl Regs {
 /// Stack words a walk may log before it stops logging (a deeper walk is not repeatable).
 pub const MAX_READS: usize = 64;
 
-/// The log of one walk: every stack word it read, in order, and whether it used the starting
-/// rbp. A walk is a function of its start registers, the words it reads and the code's unwind
+/// The log of one walk: every stack word it read, in order (then one word of each compiled
+/// Java method it crossed, `hotspot::Witness`), and whether it used the starting rbp. A walk is a function of its start registers, the words it reads and the code's unwind
 /// rules (fixed while the code stays loaded), so a later walk from the same registers that
 /// finds the same words at the same addresses yields the same frames (see `memo.rs`).
 pub struct Reads<'a> {
@@ -703,9 +703,12 @@ mod x86 {
         let cap = sink.out.len();
         let mut n = 0;
         let mut bp_used = false;
-        // Crossed a Java frame: the walk also depends on code that the JVM replaces, so it
-        // is not memorized.
-        let mut java = false;
+        // Java frames: the walk also depends on compiled code that the JVM frees and replaces.
+        // Each compiled frame's step comes with a word of its blob (its compile id) that the
+        // memo checks too; a step without one makes the walk unrepeatable.
+        let mut witnesses = [(0usize, 0usize); 16];
+        let mut nw = 0;
+        let mut java_unrepeatable = false;
         // No frame-pointer guess so far (only unwind rules and HotSpot's own steps): the
         // frames walked are really on this stack.
         let mut trusted = true;
@@ -721,7 +724,6 @@ mod x86 {
                     Ok(bits) => bits,
                     // A Java frame: HotSpot's metadata steps it and names its methods.
                     Err(d) if d.kind == Kind::Java => {
-                        java = true;
                         bp_used |= bp_is_start;
                         bp_is_start = false;
                         // The frame's pc went out as its caller's return address: the
@@ -739,9 +741,25 @@ mod x86 {
                             n += 1;
                             true
                         };
-                        let Some((caller_sp, ra, new_bp)) =
-                            crate::hotspot::step(pc, sp, bp, trusted, &mut read, &mut emit)
-                        else {
+                        let mut witness = crate::hotspot::Witness::Missing;
+                        let stepped = crate::hotspot::step(
+                            pc,
+                            sp,
+                            bp,
+                            trusted,
+                            &mut read,
+                            &mut emit,
+                            &mut witness,
+                        );
+                        match witness {
+                            crate::hotspot::Witness::Fixed => {}
+                            crate::hotspot::Witness::Word(a, v) if nw < witnesses.len() => {
+                                witnesses[nw] = (a, v);
+                                nw += 1;
+                            }
+                            _ => java_unrepeatable = true,
+                        }
+                        let Some((caller_sp, ra, new_bp)) = stepped else {
                             break;
                         };
                         if n == cap || caller_sp <= sp || ra == 0 {
@@ -836,7 +854,10 @@ mod x86 {
         sink.len = n;
         sink.skipping = false;
         reads.bp_used = bp_used;
-        if java {
+        for &(a, v) in &witnesses[..nw] {
+            reads.log(a, v);
+        }
+        if java_unrepeatable {
             reads.complete = false;
         }
         true
