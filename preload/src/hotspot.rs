@@ -901,6 +901,15 @@ fn plausible(p: usize) -> bool {
     p != 0 && p & 7 == 0 && p < 1 << 47
 }
 
+/// rbp at a Java step: `value`, or, when `at` is nonzero, the word saved at `at` (a compiled
+/// frame's saved rbp, read only when a step uses it: compiled code keeps other values in rbp,
+/// and a word read is a word the memo compares).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Bp {
+    pub value: usize,
+    pub at: usize,
+}
+
 /// What makes a Java step repeatable, for the thread's memo of its last walk (`memo.rs`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Witness {
@@ -921,27 +930,37 @@ pub enum Witness {
 pub fn step(
     pc: usize,
     sp: usize,
-    bp: usize,
+    bp: Bp,
     trusted: bool,
     read: &mut dyn FnMut(usize) -> Option<usize>,
     emit: &mut dyn FnMut(usize) -> bool,
     witness: &mut Witness,
-) -> Option<(usize, usize, usize)> {
+) -> Option<(usize, usize, Bp)> {
     *witness = Witness::Missing;
+    let mut bp_now = || -> Option<usize> {
+        if bp.at != 0 {
+            read(bp.at)
+        } else {
+            Some(bp.value)
+        }
+    };
     let l = layout()?;
     let (blob, heap) = find_blob(l, pc - 1)?;
     // SAFETY: a static variable of libjvm.
     if l.call_stub_ret_addr != NONE && pc == unsafe { raw::<usize>(l.call_stub_ret_addr) } {
         // Java called from C++: the call stub keeps a frame pointer.
+        *witness = Witness::Fixed;
+        let bp = bp_now()?;
         if bp < sp {
             return None;
         }
-        *witness = Witness::Fixed;
-        return Some((bp + 16, read(bp + 8)?, read(bp)?));
+        let value = read(bp)?;
+        return Some((bp + 16, read(bp + 8)?, Bp { value, at: 0 }));
     }
     match kind_of(l, blob, heap)? {
         BlobKind::Interpreter => {
             *witness = Witness::Fixed;
+            let bp = bp_now()?;
             if bp & 7 != 0 || bp <= sp {
                 return None;
             }
@@ -954,7 +973,14 @@ pub fn step(
             if plausible(method) {
                 emit(JAVA_TAG | method);
             }
-            Some((sender_sp, ra, caller_bp))
+            Some((
+                sender_sp,
+                ra,
+                Bp {
+                    value: caller_bp,
+                    at: 0,
+                },
+            ))
         }
         kind => {
             let id = match l.nm_compile_id {
@@ -1013,7 +1039,15 @@ pub fn step(
                 }
             };
             let caller_sp = sp + words as usize * 8;
-            Some((caller_sp, read(caller_sp - 8)?, read(caller_sp - 16)?))
+            // The saved rbp is read when a step needs it (`Bp`).
+            Some((
+                caller_sp,
+                read(caller_sp - 8)?,
+                Bp {
+                    value: 0,
+                    at: caller_sp - 16,
+                },
+            ))
         }
     }
 }

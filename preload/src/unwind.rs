@@ -706,6 +706,8 @@ mod x86 {
         // Java frames: the walk also depends on compiled code that the JVM frees and replaces.
         // Each compiled frame's step comes with a word of its blob (its compile id) that the
         // memo checks too; a step without one makes the walk unrepeatable.
+        // Nonzero: rbp is the word saved there, not read yet (`hotspot::Bp`).
+        let mut bp_at = 0usize;
         let mut witnesses = [(0usize, 0usize); 16];
         let mut nw = 0;
         let mut java_unrepeatable = false;
@@ -745,7 +747,10 @@ mod x86 {
                         let stepped = crate::hotspot::step(
                             pc,
                             sp,
-                            bp,
+                            crate::hotspot::Bp {
+                                value: bp,
+                                at: bp_at,
+                            },
                             trusted,
                             &mut read,
                             &mut emit,
@@ -770,12 +775,18 @@ mod x86 {
                         if n == cap {
                             break;
                         }
-                        (pc, sp, bp) = (ra, caller_sp, new_bp);
+                        (pc, sp, bp, bp_at) = (ra, caller_sp, new_bp.value, new_bp.at);
                         lookup = pc - 1;
                         continue;
                     }
                     // A rule the cache cannot hold (a huge frame, say): step it here.
                     Err(d) => {
+                        if bp_at != 0 {
+                            let Some(v) = read(bp_at) else {
+                                break;
+                            };
+                            (bp, bp_at) = (v, 0);
+                        }
                         // Noted before the step: where it reads, and so whether it stops,
                         // may depend on the starting rbp.
                         let uses_bp = d.kind == Kind::FramePointer || d.cfa_rbp;
@@ -801,6 +812,15 @@ mod x86 {
                     }
                 }
             };
+            if bp_at != 0 {
+                // The rbp a compiled Java frame saved, read only now that a step may use it
+                // (compiled code keeps other values in rbp: reading it at every Java frame
+                // would make the walk unrepeatable for the memo).
+                let Some(v) = read(bp_at) else {
+                    break;
+                };
+                (bp, bp_at) = (v, 0);
+            }
             let off = ((bits >> 1) & 4095) as usize * 8;
             let (cfa, ra, new_bp) = if off != 0 {
                 bp_used |= bits & 1 != 0 && bp_is_start;
