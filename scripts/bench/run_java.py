@@ -140,7 +140,7 @@ def part1(java, label, depth):
     print(f"    HotSpot walk over the frame-pointer walk: (b)-(c) "
           f"{(cpu['b'] - cpu['c']) / mallocs * 1e9:.0f} ns/malloc, (d)-(c) "
           f"{(cpu['d'] - cpu['c']) / mallocs * 1e9:.0f} ns/malloc ((c) repeats its last walk "
-          f"from the memo, memo.rs; a walk that crosses Java frames is never memorized)")
+          f"from the memo, memo.rs; so does the HotSpot walk, with one more compared word per compiled frame)")
 
 
 def part2(java, label):
