@@ -1131,9 +1131,11 @@ pub fn cmd_dump(a: &DumpArgs, out: &mut dyn Write) -> Result<i32, Error> {
     // A JVM needs no perf map (the dump names its Java frames, `# java_method`), but an idle
     // one may not allocate for a long time: a harmless command over its attach socket makes
     // its attach listener allocate, and so write the dump now.
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", a.pid)).unwrap_or_default();
-    if maps.lines().any(|l| l.ends_with("/libjvm.so")) {
-        let opts = crate::attach::Options::default();
+    if target.jvm {
+        // Short: the dump is requested already; this only hurries an idle JVM.
+        let opts = crate::attach::Options {
+            timeout: std::time::Duration::from_secs(2),
+        };
         if crate::attach::jcmd(a.pid, &["VM.version".to_string()], &opts).is_ok() {
             write_out(
                 out,

@@ -55,6 +55,8 @@ pub struct Target {
     pub status: Status,
     /// Its `JEPROF_CONF`, when its environment was readable and had one.
     pub conf: Option<Conf>,
+    /// It has HotSpot's `libjvm.so` mapped (a JVM).
+    pub jvm: bool,
     identity: Identity,
 }
 
@@ -289,6 +291,7 @@ impl Target {
             name: status.name.clone(),
             status,
             conf,
+            jvm: maps.lines().any(|l| l.ends_with("/libjvm.so")),
             identity,
         };
         target.confirm()?;

@@ -278,8 +278,13 @@ fn write_rows(
         );
         write_meta(&mut out, meta, lg_sample, rbuf, ids, head, cores);
         let ids_too = meta.kind == "mmap";
+        // Java frames are gathered as their stacks are written, and named after them.
+        let mut java = crate::hotspot::ready().then(JavaNames::new).flatten();
         for r in &rows[..n] {
             let depth = table.frames(r.id, frames);
+            if let Some(j) = java.as_mut() {
+                j.gather(&frames[..depth]);
+            }
             if ids_too {
                 // Which `# mapped_range` lines belong to the next stack.
                 let _ = writeln!(out, "# stack_id {}", r.id);
@@ -294,8 +299,8 @@ fn write_rows(
                 r.c[0], r.c[1], r.c[2], r.c[3]
             );
         }
-        if crate::hotspot::ready() {
-            write_java_names(&mut out, table, &rows[..n], frames);
+        if let Some(j) = java {
+            j.write(&mut out);
         }
         out.put(b"\nMAPPED_LIBRARIES:\n");
         copy_file(&mut out, c"/proc/self/maps", rbuf);
@@ -316,47 +321,56 @@ fn write_rows(
     result
 }
 
-/// `<dir>/.<name>.tmp` for `<dir>/<name>`, in `buf`.
-/// `# java_method <frame> <pkg.Class.method>` for each distinct Java frame of the written
-/// stacks (`hotspot.rs`), named now, from the JVM's metadata: the analyzer then needs neither
-/// the live JVM nor a perf map. A set in a scratch mapping keeps each name to one line (past
-/// its capacity a name may repeat; the reader keeps the first).
-fn write_java_names(
-    out: &mut FdWriter<'_>,
-    table: &StackTable,
-    rows: &[Row],
-    frames: &mut [usize],
-) {
+/// The distinct Java frames of a dump's stacks (`hotspot.rs`), in a set in a scratch mapping,
+/// written as `# java_method <frame> <pkg.Class.method>` lines: named now, from the JVM's
+/// metadata, so that the analyzer needs neither the live JVM nor a perf map.
+struct JavaNames {
+    set: &'static mut [usize],
+    /// Frames the set had no room for (a name may then repeat; the reader keeps the first).
+    spill: [usize; 64],
+    spilled: usize,
+}
+
+impl JavaNames {
     const SET: usize = 1 << 16;
-    let bytes = SET * core::mem::size_of::<usize>();
-    let Some(mem) = sys::map_anon(bytes) else {
-        return;
-    };
-    // SAFETY: a fresh zeroed mapping of SET words, unmapped below.
-    let set = unsafe { core::slice::from_raw_parts_mut(mem.cast::<usize>(), SET) };
-    let mut name = [0u8; 512];
-    for r in rows {
-        let depth = table.frames(r.id, frames);
-        for &f in &frames[..depth] {
+    const BYTES: usize = Self::SET * core::mem::size_of::<usize>();
+
+    fn new() -> Option<JavaNames> {
+        let mem = sys::map_anon(Self::BYTES)?;
+        Some(JavaNames {
+            // SAFETY: a fresh zeroed mapping of SET words, unmapped in `write` only.
+            set: unsafe { core::slice::from_raw_parts_mut(mem.cast::<usize>(), Self::SET) },
+            spill: [0; 64],
+            spilled: 0,
+        })
+    }
+
+    fn gather(&mut self, frames: &[usize]) {
+        for &f in frames {
             if f & crate::hotspot::JAVA_TAG == 0 {
                 continue;
             }
             let mut i = (f as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> 48;
-            let mut new = true;
+            let mut placed = false;
             for _ in 0..64 {
-                if set[i] == f {
-                    new = false;
+                if self.set[i] == f || self.set[i] == 0 {
+                    self.set[i] = f;
+                    placed = true;
                     break;
                 }
-                if set[i] == 0 {
-                    set[i] = f;
-                    break;
-                }
-                i = (i + 1) % SET;
+                i = (i + 1) % Self::SET;
             }
-            if !new {
-                continue;
+            if !placed && self.spilled < self.spill.len() {
+                self.spill[self.spilled] = f;
+                self.spilled += 1;
             }
+        }
+    }
+
+    fn write(self, out: &mut FdWriter<'_>) {
+        let mut name = [0u8; 512];
+        let spill = &self.spill[..self.spilled];
+        for &f in self.set.iter().chain(spill).filter(|&&f| f != 0) {
             let _ = write!(out, "# java_method {f:#x} ");
             match crate::hotspot::name_of(f, &mut name) {
                 Some(len) => out.put(&name[..len]),
@@ -364,11 +378,12 @@ fn write_java_names(
             }
             out.put(b"\n");
         }
+        // SAFETY: the mapping made in `new`; `self` goes with this call.
+        unsafe { sys::unmap(self.set.as_mut_ptr().cast(), Self::BYTES) };
     }
-    // SAFETY: the mapping made above, no longer referenced.
-    unsafe { sys::unmap(mem, bytes) };
 }
 
+/// `<dir>/.<name>.tmp` for `<dir>/<name>`, in `buf`.
 fn temp_name<'a>(buf: &'a mut crate::fmt::StackBuf<640>, path: &CStr) -> Option<&'a CStr> {
     let bytes = path.to_bytes();
     let cut = bytes.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);

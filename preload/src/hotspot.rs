@@ -168,12 +168,7 @@ impl Layout {
     };
 
     fn in_jvm(&self, addr: usize, len: usize) -> bool {
-        let Some(end) = addr.checked_add(len) else {
-            return false;
-        };
-        self.ranges[..self.nranges]
-            .iter()
-            .any(|&(lo, hi)| addr >= lo && end <= hi)
+        in_ranges(&self.ranges[..self.nranges], addr, len)
     }
 
     fn metadata(&self) -> Metadata {
@@ -261,6 +256,14 @@ fn layout() -> Option<&'static Layout> {
 
 // ---- reading libjvm -------------------------------------------------------------------------
 
+/// Whether `[addr, addr + len)` lies inside one of `ranges` (libjvm's readable segments).
+fn in_ranges(ranges: &[(usize, usize)], addr: usize, len: usize) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    ranges.iter().any(|&(lo, hi)| addr >= lo && end <= hi)
+}
+
 /// Reads a `T` at `addr`, which the caller checked to be readable.
 ///
 /// # Safety
@@ -279,12 +282,7 @@ struct Jvm {
 
 impl Jvm {
     fn readable(&self, addr: usize, len: usize) -> bool {
-        let Some(end) = addr.checked_add(len) else {
-            return false;
-        };
-        self.ranges[..self.nranges]
-            .iter()
-            .any(|&(lo, hi)| addr >= lo && end <= hi)
+        in_ranges(&self.ranges[..self.nranges], addr, len)
     }
 
     fn get<T: Copy>(&self, addr: usize) -> Option<T> {

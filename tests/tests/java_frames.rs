@@ -323,7 +323,7 @@ fn attach_in_a_container() {
     let (Some(java), Some(assets)) = (jdk17(test), assets(test)) else {
         return;
     };
-    if attach_effective_uid() != 0 || !have_program("unshare") {
+    if jeprof_rs::attach::effective_ids().0 != 0 || !have_program("unshare") {
         skip(test, "needs root and unshare (util-linux)");
         return;
     }
@@ -455,15 +455,6 @@ fn attach_in_a_container() {
     std::fs::create_dir(&image).unwrap();
     std::os::unix::fs::symlink(&mnt, image.join("mnt")).unwrap();
     check_dump(&dump.path, test, &["--root", &image.display().to_string()]);
-}
-
-fn attach_effective_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(u32::MAX)
 }
 
 /// The process below `pid` (unshare, then its forked child, then the JVM) running JavaFrames,
