@@ -911,10 +911,10 @@ pub struct Bp {
 /// What makes a Java step repeatable, for the thread's memo of its last walk (`memo.rs`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Witness {
-    /// The step depends on nothing that changes (the interpreter, the call stub, a stub).
+    /// The step depends on nothing that changes (the interpreter, the call stub).
     Fixed,
-    /// A compiled method: the step holds while this aligned word of its blob (its compile id
-    /// and level) is unchanged; the code heap's committed memory stays mapped for the life of
+    /// A compiled method or a stub: the step holds while this aligned word of its blob (a
+    /// method's compile id and level, a stub's size) is unchanged; the code heap's committed memory stays mapped for the life of
     /// the JVM (HotSpot never shrinks a code heap: `CodeHeap::shrink_by` is unimplemented).
     Word(usize, usize),
     /// No way to tell: the walk is not memorized.
@@ -986,15 +986,17 @@ pub fn step(
                 f if kind == BlobKind::Compiled => heap.get::<i32>(blob + f).map(|i| i as u32),
                 _ => None,
             };
-            *witness = match (kind, l.nm_compile_id) {
-                (BlobKind::Compiled, NONE) => Witness::Missing,
-                (BlobKind::Compiled, f) => {
-                    let w = (blob + f) & !7;
-                    heap.get::<usize>(w)
-                        .map_or(Witness::Missing, |v| Witness::Word(w, v))
-                }
-                _ => Witness::Fixed,
+            // A compiled method's word holds its compile id; another stub's, its size (most
+            // stubs live as long as the JVM, but some are freed: upcall stubs, say).
+            let field = match (kind, l.nm_compile_id) {
+                (BlobKind::Compiled, NONE) => None,
+                (BlobKind::Compiled, f) => Some(f),
+                _ => Some(l.blob_size),
             };
+            *witness = field
+                .map(|f| (blob + f) & !7)
+                .and_then(|w| heap.get::<usize>(w).map(|v| Witness::Word(w, v)))
+                .unwrap_or(Witness::Missing);
             let mut cached = [0usize; 4];
             let hit = id.and_then(|id| compiled_get(pc, blob, id, &mut cached));
             let words = match hit {
